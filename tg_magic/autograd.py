@@ -1,0 +1,122 @@
+"""Graph execution: forward runs every pending call as soon as its inputs exist; backward runs a
+node as soon as all its successors have delivered their gradients. Both are schedules over an
+iteratively sorted graph (no recursion, so a 1,000-node chain is fine), concurrent level by level.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Iterable
+
+from .engines import Engine, get_engine
+from .errors import InputError
+from .variable import Variable
+
+
+def graph(roots: Iterable[Variable]) -> list[Variable]:
+    """Every variable reachable from `roots` through predecessors, inputs before outputs."""
+    order: list[Variable] = []
+    seen: set[int] = set()
+    for root in roots:
+        if id(root) in seen:
+            continue
+        stack: list[tuple[Variable, bool]] = [(root, False)]
+        while stack:
+            var, expanded = stack.pop()
+            if expanded:
+                order.append(var)
+                continue
+            if id(var) in seen:
+                continue
+            seen.add(id(var))
+            stack.append((var, True))
+            stack.extend((p, False) for p in reversed(var.predecessors) if id(p) not in seen)
+    return order
+
+
+async def _run_all(jobs: list[Awaitable[None]]) -> None:
+    """Await every job; after a failure, jobs not yet started are skipped, started ones finish
+    (their results are kept), and the first error is raised."""
+    results = await asyncio.gather(*jobs, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException) and not isinstance(result, _Skipped):
+            raise result
+
+
+class _Skipped(Exception):
+    """A job that did not start because another one failed."""
+
+
+async def forward(roots: Iterable[Variable]) -> None:
+    """Compute every pending variable that `roots` depend on, concurrently where possible."""
+    pending = [v for v in graph(roots) if v.is_pending]
+    if not pending:
+        return
+    done: dict[int, asyncio.Event] = {id(v): asyncio.Event() for v in pending}
+    failed = asyncio.Event()
+
+    async def compute(var: Variable) -> None:
+        try:
+            for p in var.predecessors:
+                if id(p) in done:
+                    await done[id(p)].wait()
+            if failed.is_set():
+                raise _Skipped
+            assert var.grad_fn is not None
+            var._value = await var.grad_fn.forward()
+        except BaseException:
+            failed.set()
+            for event in done.values():
+                event.set()
+            raise
+        done[id(var)].set()
+
+    await _run_all([compute(v) for v in pending])
+
+
+async def backward(loss: Variable, engine: Engine | str | None = None) -> None:
+    """Textual backpropagation from `loss` to every variable with requires_grad."""
+    from .config import get_backward_engine
+
+    await forward([loss])
+    nodes = graph([loss])
+    if not any(v.requires_grad and v.grad_fn is None for v in nodes):
+        raise InputError(
+            "nothing to optimize: no variable in this graph has requires_grad=True; create the "
+            "one to improve with tg.Variable(..., requires_grad=True)"
+        )
+    eng = get_engine(engine) if engine is not None else get_backward_engine()
+    # A node runs when every successor that sends it gradients has run.
+    senders = [v for v in nodes if v.grad_fn is not None and v.requires_grad]
+    waiting: dict[int, int] = {}
+    for v in senders:
+        for p in {id(p): p for p in v.predecessors if p.requires_grad}.values():
+            waiting[id(p)] = waiting.get(id(p), 0) + 1
+    ready: dict[int, asyncio.Event] = {id(v): asyncio.Event() for v in senders}
+    failed = asyncio.Event()
+
+    def release(var: Variable) -> None:
+        waiting[id(var)] = waiting.get(id(var), 0) - 1
+        if waiting[id(var)] <= 0 and id(var) in ready:
+            ready[id(var)].set()
+
+    for v in senders:
+        if waiting.get(id(v), 0) == 0:
+            ready[id(v)].set()
+
+    async def run(var: Variable) -> None:
+        try:
+            await ready[id(var)].wait()
+            if failed.is_set():
+                raise _Skipped
+            assert var.grad_fn is not None
+            await var.grad_fn.backward(var, eng)
+        except BaseException:
+            failed.set()
+            for event in ready.values():
+                event.set()
+            raise
+        for p in {id(p): p for p in var.predecessors if p.requires_grad}.values():
+            release(p)
+
+    await _run_all([run(v) for v in senders])

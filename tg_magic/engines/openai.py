@@ -1,0 +1,44 @@
+"""OpenAI-compatible servers (Ollama, vLLM, LM Studio): `openai:MODEL@BASE_URL`."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ..errors import EngineError
+from .base import Engine, Reply, Request, counted
+
+
+class OpenAIEngine(Engine):
+    """Chat completions through the `openai` SDK (the `openai` extra); key from OPENAI_API_KEY."""
+
+    def __init__(self, model: str, base_url: str | None = None) -> None:
+        self.model = model
+        self.base_url = base_url
+        self.spec = f"openai:{model}" + (f"@{base_url}" if base_url else "")
+        self._client: Any = None
+
+    def _sdk_client(self) -> Any:
+        if self._client is None:
+            try:
+                import openai
+            except ImportError:
+                raise EngineError(
+                    f"{self.spec} needs the openai package: pip install 'tg-magic[openai]'"
+                ) from None
+            # Local servers accept any key; the SDK insists on having one.
+            key = os.environ.get("OPENAI_API_KEY") or "not-needed"
+            self._client = openai.AsyncOpenAI(api_key=key, base_url=self.base_url)
+        return self._client
+
+    async def _complete(self, request: Request) -> Reply:
+        messages = [{"role": "user", "content": request.prompt}]
+        if request.system:
+            messages.insert(0, {"role": "system", "content": request.system})
+        response = await self._sdk_client().chat.completions.create(
+            model=self.model, messages=messages, max_tokens=request.max_tokens
+        )
+        text = response.choices[0].message.content or ""
+        u = response.usage
+        return Reply(text, counted(self.model, u.prompt_tokens if u else 0,
+                                   u.completion_tokens if u else 0))

@@ -1,0 +1,230 @@
+"""Functions of the graph. Each call makes a Node (the function and its inputs); forward computes
+the output text, backward turns the output's gradients into gradients of the inputs."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from . import prompts
+from .engines import Engine, get_engine
+from .errors import InputError
+from .variable import Gradient, Variable, ensure_variable
+
+
+class Node:
+    """One application of a function: what backward needs to know about the call."""
+
+    def __init__(self, function: Function, inputs: list[Variable], **info: Any) -> None:
+        self.function = function
+        self.inputs = inputs
+        self.info = info
+
+    async def forward(self) -> str:
+        return await self.function.forward(self)
+
+    async def backward(self, output: Variable, engine: Engine) -> None:
+        await self.function.backward(self, output, engine)
+
+
+class Function:
+    """Base class. Subclasses build nodes in `__call__` and implement forward and backward."""
+
+    def _apply(self, inputs: list[Variable], role: str, **info: Any) -> Variable:
+        return Variable._output(Node(self, inputs, **info), role)
+
+    async def forward(self, node: Node) -> str:
+        raise NotImplementedError
+
+    async def backward(self, node: Node, output: Variable, engine: Engine) -> None:
+        raise NotImplementedError
+
+
+async def _gradients_through(
+    node: Node, output: Variable, engine: Engine, call: str, targets: Iterable[Variable]
+) -> None:
+    """Ask the gradient engine, once per input that requires grad, how that input should change.
+    The calls for several inputs run concurrently."""
+    feedback = output.get_gradient_text()
+    hint = bool(node.info.get("hint")) or hint_mode()
+    system = prompts.GRADIENT_SYSTEM_SMALL if engine.small else prompts.GRADIENT_SYSTEM
+    if hint:
+        system += prompts.HINT_RULE
+
+    async def one(var: Variable) -> None:
+        prompt = prompts.gradient_prompt(
+            role=var.role_description,
+            value=var.value,
+            call=call,
+            output_role=output.role_description,
+            output=output.value,
+            feedback=feedback,
+            small=engine.small,
+        )
+        text = await engine.agenerate(prompt, system)
+        context = {"output": output.value, "output_role": output.role_description}
+        if feedback:
+            context["output_feedback"] = feedback
+        var.gradients.append(Gradient(text, context))
+
+    unique = {id(v): v for v in targets if v.requires_grad}
+    await asyncio.gather(*(one(v) for v in unique.values()))
+
+
+def hint_mode() -> bool:
+    from .config import settings
+
+    return settings.feedback_only
+
+
+class LLMCall(Function):
+    """Call a model with an optional system prompt (itself a Variable, often the one trained)."""
+
+    def __init__(self, engine: Engine | str | None = None, system_prompt: Variable | None = None):
+        self.engine = get_engine(engine)
+        if system_prompt is not None:
+            ensure_variable(system_prompt, "the system prompt")
+        self.system_prompt = system_prompt
+
+    def __call__(
+        self, input_variable: Variable, response_role_description: str = "response from the model"
+    ) -> Variable:
+        ensure_variable(input_variable, "the input of an LLM call")
+        inputs = [input_variable] + ([self.system_prompt] if self.system_prompt else [])
+        return self._apply(inputs, response_role_description)
+
+    def _prompt(self, node: Node) -> str:
+        return node.inputs[0].value
+
+    async def forward(self, node: Node) -> str:
+        system = self.system_prompt.value if self.system_prompt else None
+        return await self.engine.agenerate(self._prompt(node), system)
+
+    async def backward(self, node: Node, output: Variable, engine: Engine) -> None:
+        system = self.system_prompt.value if self.system_prompt else None
+        call = prompts.llm_call_description(system, self._prompt(node))
+        await _gradients_through(node, output, engine, call, node.inputs)
+
+
+class FormattedLLMCall(LLMCall):
+    """An LLM call whose prompt is a template filled from several named input Variables."""
+
+    def __init__(
+        self,
+        engine: Engine | str | None,
+        format_string: str,
+        fields: dict[str, str] | None = None,
+        system_prompt: Variable | None = None,
+    ) -> None:
+        super().__init__(engine, system_prompt)
+        self.format_string = format_string
+        self.fields = fields or {}
+
+    def __call__(  # type: ignore[override]
+        self,
+        inputs: dict[str, Variable],
+        response_role_description: str = "response from the model",
+    ) -> Variable:
+        if not isinstance(inputs, dict):
+            raise InputError("FormattedLLMCall takes a dict of {field name: tg.Variable}")
+        for name, var in inputs.items():
+            ensure_variable(var, f"the field {name!r}")
+        missing = set(self.fields) - set(inputs)
+        if missing:
+            raise InputError(f"FormattedLLMCall is missing the fields {sorted(missing)}")
+        names = list(inputs)
+        nodes_inputs = list(inputs.values()) + ([self.system_prompt] if self.system_prompt else [])
+        return self._apply(nodes_inputs, response_role_description, names=names)
+
+    def _prompt(self, node: Node) -> str:
+        names: list[str] = node.info["names"]
+        values = {n: v.value for n, v in zip(names, node.inputs, strict=False)}
+        try:
+            return self.format_string.format(**values)
+        except (KeyError, IndexError) as exc:
+            raise InputError(
+                f"the template names {exc} that is not among the inputs {names}"
+            ) from None
+
+
+class BlackboxLLM:
+    """A model as a module: `model(x)` calls it; `parameters()` are what an optimizer trains."""
+
+    def __init__(
+        self, engine: Engine | str | None = None, system_prompt: Variable | str | None = None
+    ) -> None:
+        if isinstance(system_prompt, str):
+            system_prompt = Variable(
+                system_prompt, role_description="system prompt", requires_grad=False
+            )
+        self.system_prompt = system_prompt
+        self.llm_call = LLMCall(engine, system_prompt)
+        self.engine = self.llm_call.engine
+
+    def __call__(self, x: Variable, response_role_description: str = "response from the model"):
+        return self.llm_call(x, response_role_description)
+
+    forward = __call__
+
+    def parameters(self) -> list[Variable]:
+        sp = self.system_prompt
+        return [sp] if sp is not None and sp.requires_grad else []
+
+
+class StringBasedFunction(Function):
+    """A deterministic function of texts (exact match, a metric). Backward asks the gradient
+    model to explain the evaluation, so the verdict becomes actionable feedback."""
+
+    def __init__(self, fn: Callable[..., Any], function_purpose: str) -> None:
+        if not callable(fn):
+            raise InputError("StringBasedFunction needs a callable: pass the function itself")
+        self.fn = fn
+        self.function_purpose = function_purpose
+
+    def __call__(
+        self, inputs: dict[str, Variable], response_role_description: str = "output of the function"
+    ) -> Variable:
+        if not isinstance(inputs, dict):
+            raise InputError("StringBasedFunction takes a dict of {argument name: tg.Variable}")
+        for name, var in inputs.items():
+            ensure_variable(var, f"the argument {name!r}")
+        return self._apply(list(inputs.values()), response_role_description, names=list(inputs))
+
+    def _kwargs(self, node: Node) -> dict[str, Variable]:
+        return dict(zip(node.info["names"], node.inputs, strict=False))
+
+    async def forward(self, node: Node) -> str:
+        result = self.fn(**self._kwargs(node))
+        return str(result.value if isinstance(result, Variable) else result)
+
+    async def backward(self, node: Node, output: Variable, engine: Engine) -> None:
+        shown = {name: var.value for name, var in self._kwargs(node).items()}
+        call = prompts.function_call_description(self.function_purpose, shown)
+        await _gradients_through(node, output, engine, call, node.inputs)
+
+
+class Sum(Function):
+    """Aggregate a batch of losses: the value lists them; gradients pass through unchanged."""
+
+    def __call__(self, variables: list[Variable]) -> Variable:
+        items = list(variables)
+        if not items:
+            raise InputError("tg.sum needs at least one Variable")
+        for i, var in enumerate(items):
+            ensure_variable(var, f"item {i} of tg.sum")
+        roles = sorted({v.role_description for v in items})
+        return self._apply(items, "sum of " + ", ".join(roles))
+
+    async def forward(self, node: Node) -> str:
+        return "\n\n".join(v.value for v in node.inputs)
+
+    async def backward(self, node: Node, output: Variable, engine: Engine) -> None:
+        for var in node.inputs:
+            if var.requires_grad:
+                var.gradients.extend(output.gradients)
+
+
+def sum(variables: Iterable[Variable]) -> Variable:  # noqa: A001 - the paper's name
+    """The sum of a batch of losses (`tg.sum`)."""
+    return Sum()(list(variables))

@@ -1,0 +1,113 @@
+"""Textual Gradient Descent: a model rewrites each variable given its gradients."""
+
+from __future__ import annotations
+
+import asyncio
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from . import prompts, runtime
+from .config import get_backward_engine, settings
+from .engines import Engine, get_engine
+from .engines.base import IMPROVED_VARIABLE
+from .errors import InputError
+from .variable import Variable, ensure_variable
+
+CONTEXT_CHARS = 300  # how much of the output a gradient was about is shown to the optimizer
+
+
+@dataclass(frozen=True)
+class FailedUpdate:
+    """A step whose reply could not be used: the variable kept its value; the reply is here."""
+
+    variable: Variable
+    reply: str
+    reason: str
+
+
+class TGD:
+    """`TGD(parameters).step()` proposes and sets a new value for every parameter with gradients.
+
+    momentum: how many past values to show the optimizer (so it does not go back);
+    constraints: rules every new value must follow (in words);
+    in_context_examples: good values of this kind of variable.
+    """
+
+    def __init__(
+        self,
+        parameters: Iterable[Variable],
+        engine: Engine | str | None = None,
+        *,
+        momentum: int = 0,
+        constraints: Iterable[str] = (),
+        in_context_examples: Iterable[str] = (),
+        verbose: int = 0,
+    ) -> None:
+        self.parameters = [ensure_variable(p, "each parameter") for p in parameters]
+        if not self.parameters:
+            raise InputError(
+                "TGD got no parameters: pass the variables to optimize (created with "
+                "requires_grad=True), e.g. TGD(model.parameters())"
+            )
+        for p in self.parameters:
+            if not p.requires_grad:
+                raise InputError(
+                    f"the {p.role_description} has requires_grad=False: an optimizer can only "
+                    "update variables created with requires_grad=True"
+                )
+        self.engine = get_engine(engine) if engine is not None else None
+        self.momentum = momentum
+        self.constraints = list(constraints)
+        self.in_context_examples = list(in_context_examples)
+        self.verbose = verbose
+        self.failures: list[FailedUpdate] = []
+
+    def zero_grad(self) -> None:
+        for p in self.parameters:
+            p.gradients = []
+
+    def step(self) -> None:
+        runtime.run(self.astep())
+
+    async def astep(self) -> None:
+        """Update all parameters concurrently."""
+        if settings.feedback_only:
+            raise InputError(
+                "feedback-only mode is on: steps are disabled; read the hint with "
+                "get_gradient_text() (turn the mode off with TG_MAGIC_FEEDBACK_ONLY=0)"
+            )
+        todo = [p for p in self.parameters if p.gradients]
+        if not todo:
+            warnings.warn("TGD.step(): no parameter has gradients; call loss.backward() first")
+            return
+        engine = self.engine or get_backward_engine()
+        await asyncio.gather(*(self._update(p, engine) for p in todo))
+
+    async def _update(self, var: Variable, engine: Engine) -> None:
+        prompt = prompts.update_prompt(
+            role=var.role_description,
+            value=var.value,
+            feedback=[(g.text, g.context.get("output", "")[:CONTEXT_CHARS]) for g in var.gradients],
+            past_values=var.history[-self.momentum :] if self.momentum else [],
+            constraints=self.constraints,
+            examples=self.in_context_examples,
+            small=engine.small,
+        )
+        system = prompts.OPTIMIZER_SYSTEM_SMALL if engine.small else prompts.OPTIMIZER_SYSTEM
+        reply = await engine.agenerate(prompt, system, structured=IMPROVED_VARIABLE)
+        new = prompts.parse_update(reply)
+        if new is None:
+            failure = FailedUpdate(
+                var,
+                reply,
+                f"the optimizer's reply has no {prompts.OPEN}...{prompts.CLOSE} value; "
+                "the variable keeps its value (the reply is in optimizer.failures)",
+            )
+            self.failures.append(failure)
+            warnings.warn(f"{var.role_description}: {failure.reason}", stacklevel=2)
+            return
+        var.history.append(var.value)
+        var.value = new
+        if self.verbose:
+            print(f"{var.role_description} updated:\n{new}")

@@ -1,0 +1,156 @@
+"""Every prompt tg_magic sends, in one place. They are domain-free: the same gradient and update
+prompts serve prompts, code, answers and plans. Small local models get shorter versions.
+"""
+
+from __future__ import annotations
+
+OPEN, CLOSE = "<IMPROVED_VARIABLE>", "</IMPROVED_VARIABLE>"
+
+GRADIENT_SYSTEM = (
+    "You are the feedback step of an optimization system built from language-model calls and "
+    "functions. You are shown one variable of that system, how it was used, and what came out. "
+    "Your job is criticism: say precisely what about the variable caused problems in the "
+    "output and how it should change. Be concrete and brief. Do not write the new version "
+    "yourself, and do not praise what already works."
+)
+
+GRADIENT_SYSTEM_SMALL = (
+    "You give short, concrete feedback on how to improve a text. Do not rewrite it."
+)
+
+HINT_RULE = (
+    " The person who wrote the variable is learning: point at what is wrong and why, as a "
+    "hint. Never write corrected code, a corrected answer or a rewritten version, not even "
+    "in part."
+)
+
+
+def _block(tag: str, text: str) -> str:
+    return f"<{tag}>\n{text}\n</{tag}>"
+
+
+def gradient_prompt(
+    *,
+    role: str,
+    value: str,
+    call: str,
+    output_role: str,
+    output: str,
+    feedback: str,
+    small: bool = False,
+) -> str:
+    """Ask how `value` (with role `role`) should change, given what its call produced.
+
+    `call` describes the call that used the variable (its other inputs included); `feedback` is
+    the criticism the output received, or "" when the output is itself the objective (a loss).
+    """
+    if small:
+        goal = (
+            f"The result was judged:\n{feedback}" if feedback else f"The result is the goal: {output}"
+        )
+        return (
+            f"Text ({role}):\n{value}\n\n{call}\nResult ({output_role}):\n{output}\n\n{goal}\n\n"
+            f"In two or three sentences: how should the {role} change?"
+        )
+    if feedback:
+        objective = (
+            f"The {output_role} received this feedback:\n{_block('OUTPUT_FEEDBACK', feedback)}\n"
+            f"Explain how the {role} should change so that this feedback is addressed."
+        )
+    else:
+        objective = (
+            f"The {output_role} is itself the objective of the optimization (an evaluation). "
+            f"Explain how the {role} should change to do better on it."
+        )
+    return (
+        f"The variable to give feedback on is the {role}:\n{_block('VARIABLE', value)}\n\n"
+        f"It was used in this call:\n{_block('CALL', call)}\n\n"
+        f"The call produced the {output_role}:\n{_block('OUTPUT', output)}\n\n{objective}"
+    )
+
+
+def llm_call_description(system: str | None, prompt: str) -> str:
+    """How an LLM call is shown to the gradient model."""
+    parts = [_block("SYSTEM_PROMPT", system)] if system else []
+    parts.append(_block("INPUT", prompt))
+    return "A language model was called with:\n" + "\n".join(parts)
+
+
+def function_call_description(purpose: str, inputs: dict[str, str]) -> str:
+    """How a deterministic function (a metric, a test run) is shown to the gradient model."""
+    shown = "\n".join(_block(name.upper(), value) for name, value in inputs.items())
+    return f"A function was applied. Its purpose: {purpose}\nIts inputs:\n{shown}"
+
+
+OPTIMIZER_SYSTEM = (
+    "You improve one variable of a system built from language-model calls and functions, "
+    "using the feedback it received. Keep what works, change what the feedback criticises, "
+    "and keep the variable's kind and format (a prompt stays a prompt, code stays runnable "
+    f"code in the same language). Reply with the complete new value between {OPEN} and "
+    f"{CLOSE}; text outside the tags is ignored."
+)
+
+OPTIMIZER_SYSTEM_SMALL = (
+    f"You rewrite a text to address feedback. Reply with the new text between {OPEN} and {CLOSE}."
+)
+
+
+def update_prompt(
+    *,
+    role: str,
+    value: str,
+    feedback: list[tuple[str, str]],
+    past_values: list[str],
+    constraints: list[str],
+    examples: list[str],
+    small: bool = False,
+) -> str:
+    """Ask for the new value of a variable given its gradients (feedback, with the output each
+    one was about), its past values (momentum), constraints and in-context examples."""
+    if small:
+        notes = "\n".join(f"- {text}" for text, _ in feedback)
+        rules = "".join(f"\nRule: {c}" for c in constraints)
+        return (
+            f"Text ({role}):\n{value}\n\nFeedback:\n{notes}{rules}\n\n"
+            f"Write the improved text between {OPEN} and {CLOSE}."
+        )
+    shown = []
+    for text, about in feedback:
+        context = f"(about the output: {about})\n" if about else ""
+        shown.append(_block("FEEDBACK", context + text))
+    parts = [
+        f"The variable is the {role}:\n{_block('VARIABLE', value)}",
+        "It received this feedback:\n" + "\n".join(shown),
+    ]
+    if past_values:
+        parts.append(
+            "Earlier values of the variable, oldest first; do not go back to what did not work:\n"
+            + "\n".join(_block("PAST_VALUE", v) for v in past_values)
+        )
+    if constraints:
+        parts.append(
+            "The new value must satisfy these constraints:\n"
+            + "\n".join(f"- {c}" for c in constraints)
+        )
+    if examples:
+        parts.append(
+            "Examples of good values for this kind of variable:\n"
+            + "\n".join(_block("EXAMPLE", e) for e in examples)
+        )
+    parts.append(f"Write the complete improved {role} between {OPEN} and {CLOSE}.")
+    return "\n\n".join(parts)
+
+
+def parse_update(reply: str) -> str | None:
+    """The new value from an optimizer reply, or None when the tags are missing."""
+    start = reply.find(OPEN)
+    end = reply.find(CLOSE, start + len(OPEN)) if start >= 0 else -1
+    if start < 0 or end < 0:
+        return None
+    value = reply[start + len(OPEN) : end].strip("\n")
+    return value if value.strip() else None
+
+
+def evaluation_prompt(fields: dict[str, str]) -> str:
+    """The user turn of a multi-field evaluation (question, answer, reference...)."""
+    return "\n\n".join(f"{name}:\n{_block(name.upper().replace(' ', '_'), v)}" for name, v in fields.items())

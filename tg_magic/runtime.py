@@ -1,0 +1,47 @@
+"""A private event loop on a daemon thread: the synchronous API runs the async core there.
+
+Blocking the caller's thread on a loop of our own works the same in a plain script and inside
+a Jupyter kernel (whose main thread already runs a loop that we must not re-enter).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_loop: asyncio.AbstractEventLoop | None = None
+_lock = threading.Lock()
+
+
+def loop() -> asyncio.AbstractEventLoop:
+    """The shared background loop, started on first use."""
+    global _loop
+    with _lock:
+        if _loop is None or _loop.is_closed():
+            new = asyncio.new_event_loop()
+            threading.Thread(target=new.run_forever, name="tg_magic-loop", daemon=True).start()
+            _loop = new
+        return _loop
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine on the background loop and wait for it; Ctrl-C cancels it cleanly."""
+    target = loop()
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is target:
+        coro.close()
+        raise RuntimeError("tg_magic's synchronous API was called from its own event loop: await it")
+    future: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(coro, target)
+    try:
+        return future.result()
+    except KeyboardInterrupt:
+        future.cancel()
+        raise
