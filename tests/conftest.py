@@ -12,7 +12,7 @@ from tests.fake_api import FakeMessagesAPI
 from tg_magic import engines
 from tg_magic.engines import base
 
-FAKE_KEY = "sk-ant-test-fake-key-0123456789abcdef"
+FAKE_KEY = "test-key-for-the-fake-server-0001"
 
 
 @pytest.fixture(autouse=True)

@@ -12,7 +12,11 @@ from .engines import Engine, default_engine, get_engine
 class Settings:
     backward_engine: Engine | None = None
     # Feedback-only (classroom) mode: gradients are hints; no step rewrites the variable.
-    feedback_only: bool = os.environ.get("TG_MAGIC_FEEDBACK_ONLY", "").lower() in ("1", "true", "yes")
+    feedback_only: bool = os.environ.get("TG_MAGIC_FEEDBACK_ONLY", "").lower() in (
+        "1",
+        "true",
+        "yes",
+    )
 
 
 settings = Settings()

@@ -225,6 +225,6 @@ class Sum(Function):
                 var.gradients.extend(output.gradients)
 
 
-def sum(variables: Iterable[Variable]) -> Variable:  # noqa: A001 - the paper's name
+def sum(variables: Iterable[Variable]) -> Variable:
     """The sum of a batch of losses (`tg.sum`)."""
     return Sum()(list(variables))

@@ -25,7 +25,7 @@ class TextLoss(LLMCall):
     ) -> None:
         super().__init__(engine, _instruction(eval_system_prompt, "evaluation instruction"))
 
-    def __call__(  # type: ignore[override]
+    def __call__(
         self, instance: Variable, response_role_description: str = "evaluation"
     ) -> Variable:
         return super().__call__(instance, response_role_description)
@@ -55,7 +55,7 @@ class MultiFieldEvaluation(LLMCall):
         for role, var in zip(self.role_descriptions, inputs, strict=True):
             ensure_variable(var, f"the {role}")
         assert self.system_prompt is not None
-        return self._apply(inputs + [self.system_prompt], response_role_description)
+        return self._apply([*inputs, self.system_prompt], response_role_description)
 
     def _prompt(self, node: Node) -> str:
         values = [v.value for v in node.inputs[: len(self.role_descriptions)]]

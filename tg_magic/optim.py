@@ -79,7 +79,9 @@ class TGD:
             )
         todo = [p for p in self.parameters if p.gradients]
         if not todo:
-            warnings.warn("TGD.step(): no parameter has gradients; call loss.backward() first")
+            warnings.warn(
+                "TGD.step(): no parameter has gradients; call loss.backward() first", stacklevel=2
+            )
             return
         engine = self.engine or get_backward_engine()
         await asyncio.gather(*(self._update(p, engine) for p in todo))

@@ -46,7 +46,9 @@ def gradient_prompt(
     """
     if small:
         goal = (
-            f"The result was judged:\n{feedback}" if feedback else f"The result is the goal: {output}"
+            f"The result was judged:\n{feedback}"
+            if feedback
+            else f"The result is the goal: {output}"
         )
         return (
             f"Text ({role}):\n{value}\n\n{call}\nResult ({output_role}):\n{output}\n\n{goal}\n\n"
@@ -153,4 +155,6 @@ def parse_update(reply: str) -> str | None:
 
 def evaluation_prompt(fields: dict[str, str]) -> str:
     """The user turn of a multi-field evaluation (question, answer, reference...)."""
-    return "\n\n".join(f"{name}:\n{_block(name.upper().replace(' ', '_'), v)}" for name, v in fields.items())
+    return "\n\n".join(
+        f"{name}:\n{_block(name.upper().replace(' ', '_'), v)}" for name, v in fields.items()
+    )

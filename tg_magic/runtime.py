@@ -38,7 +38,9 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         running = None
     if running is target:
         coro.close()
-        raise RuntimeError("tg_magic's synchronous API was called from its own event loop: await it")
+        raise RuntimeError(
+            "tg_magic's synchronous API was called from its own event loop: await it"
+        )
     future: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(coro, target)
     try:
         return future.result()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any
 
@@ -21,15 +22,16 @@ class AnthropicEngine(Engine):
         self.model = model
         self.spec = f"anthropic:{model}"
         self.max_retries = max_retries
-        self._client: Any = None
+        self._clients: dict[int, Any] = {}  # one per event loop: SDK clients are bound to one
 
     def _sdk_client(self) -> Any:
         # Made on the engine loop's thread, at the first call: the SDK import costs about 1 s.
-        if self._client is None:
+        loop_id = id(asyncio.get_running_loop())
+        if loop_id not in self._clients:
             import anthropic
 
-            self._client = anthropic.AsyncAnthropic(max_retries=self.max_retries)
-        return self._client
+            self._clients[loop_id] = anthropic.AsyncAnthropic(max_retries=self.max_retries)
+        return self._clients[loop_id]
 
     async def _complete(self, request: Request) -> Reply:
         args: dict[str, Any] = {
@@ -44,7 +46,5 @@ class AnthropicEngine(Engine):
         u = message.usage
         return Reply(
             text,
-            counted(
-                self.model, u.input_tokens, u.output_tokens, u.cache_read_input_tokens or 0
-            ),
+            counted(self.model, u.input_tokens, u.output_tokens, u.cache_read_input_tokens or 0),
         )

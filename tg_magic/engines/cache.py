@@ -52,9 +52,11 @@ class Cache:
         return conn
 
     def get(self, key: str) -> tuple[str, dict[str, int]] | None:
-        row = self._connection().execute(
-            "SELECT reply, usage FROM replies WHERE key = ?", (key,)
-        ).fetchone()
+        row = (
+            self._connection()
+            .execute("SELECT reply, usage FROM replies WHERE key = ?", (key,))
+            .fetchone()
+        )
         return None if row is None else (row[0], json.loads(row[1]))
 
     def put(self, key: str, engine: str, reply: str, usage: dict[str, int]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any
 
@@ -16,10 +17,11 @@ class OpenAIEngine(Engine):
         self.model = model
         self.base_url = base_url
         self.spec = f"openai:{model}" + (f"@{base_url}" if base_url else "")
-        self._client: Any = None
+        self._clients: dict[int, Any] = {}  # one per event loop: SDK clients are bound to one
 
     def _sdk_client(self) -> Any:
-        if self._client is None:
+        loop_id = id(asyncio.get_running_loop())
+        if loop_id not in self._clients:
             try:
                 import openai
             except ImportError:
@@ -28,8 +30,8 @@ class OpenAIEngine(Engine):
                 ) from None
             # Local servers accept any key; the SDK insists on having one.
             key = os.environ.get("OPENAI_API_KEY") or "not-needed"
-            self._client = openai.AsyncOpenAI(api_key=key, base_url=self.base_url)
-        return self._client
+            self._clients[loop_id] = openai.AsyncOpenAI(api_key=key, base_url=self.base_url)
+        return self._clients[loop_id]
 
     async def _complete(self, request: Request) -> Reply:
         messages = [{"role": "user", "content": request.prompt}]
@@ -40,5 +42,6 @@ class OpenAIEngine(Engine):
         )
         text = response.choices[0].message.content or ""
         u = response.usage
-        return Reply(text, counted(self.model, u.prompt_tokens if u else 0,
-                                   u.completion_tokens if u else 0))
+        return Reply(
+            text, counted(self.model, u.prompt_tokens if u else 0, u.completion_tokens if u else 0)
+        )

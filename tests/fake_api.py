@@ -1,0 +1,706 @@
+"""A loopback fake of the Anthropic Messages API, so tests and benchmarks never reach the network.
+
+The fake speaks real HTTP on 127.0.0.1, so the real SDK (its headers, retries, connection pool)
+is exercised end to end. It validates requests as strictly as the real API for the things our
+client must get right (notably: no ``temperature``/``top_p``), can inject rate-limit and overload
+errors, records every request, measures peak concurrency, and answers from user-defined rules or
+a deterministic default responder good enough to drive a small optimization loop.
+
+Typical use::
+
+    with FakeMessagesAPI() as fake:
+        fake.add_rule("capital of France", "Paris")
+        client = anthropic.Anthropic(api_key="k", base_url=fake.base_url)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import socket
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Self
+
+__all__ = ["FakeMessagesAPI", "Reply", "serve"]
+
+Reply = str | Callable[[dict[str, Any], str], str]
+"""A rule's answer: fixed text, or ``(body, text) -> str`` computed from the request."""
+
+# Top-level fields the SDK 2.x may put in a Messages body. Anything else (notably `temperature`
+# and `top_p`, which our client must never send) is rejected like the real API does.
+ALLOWED_FIELDS = frozenset(
+    {
+        "model",
+        "max_tokens",
+        "messages",
+        "system",
+        "metadata",
+        "stop_sequences",
+        "stream",
+        "thinking",
+        "tool_choice",
+        "tools",
+        "service_tier",
+        "output_config",
+        "cache_control",
+        "container",
+        # Also accepted by `messages.create` in SDK 2.13; harmless to allow.
+        "diagnostics",
+        "inference_geo",
+        "speed",
+    }
+)
+
+ERROR_TYPES: dict[int, str] = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    529: "overloaded_error",
+}
+
+ERROR_MESSAGES: dict[int, str] = {
+    429: "Number of request tokens has exceeded your per-minute rate limit (injected by the fake)",
+    500: "Internal server error (injected by the fake)",
+    529: "Overloaded (injected by the fake)",
+}
+
+IMPROVE_SENTENCE = " Think step by step and answer with a number."
+RECHECK_SENTENCE = " Double-check the count."
+GENERIC_IMPROVED = (
+    "You are a careful assistant. Read the question closely. Think step by step and answer with "
+    "a number."
+)
+FEEDBACK_PREFIX = (
+    "The variable could be improved by being more specific about the expected output format."
+)
+FEEDBACK_HINTS = (
+    "State the final answer on its own line.",
+    "Ask for the reasoning before the final answer.",
+    "Name the unit of the answer explicitly.",
+    "Remind the model to count every item, including single ones.",
+    "Require the answer as digits rather than words.",
+    "Keep the instruction short and unambiguous.",
+)
+
+_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+_TEENS = ("eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen")
+NUMBER_WORDS: dict[str, int] = {
+    word: value for value, word in enumerate((*_WORDS, *_TEENS, "eighteen", "nineteen", "twenty"))
+}
+NUMBER_WORDS.update({"a": 1, "an": 1})
+
+_QUESTION_RE = re.compile(r"\bhow many\b[^?]*?\bdo i have\s*\?", re.IGNORECASE)
+_VARIABLE_RE = re.compile(r"<VARIABLE>(.*?)</VARIABLE>", re.DOTALL)
+
+
+class _APIError(Exception):
+    """Raised inside the handler to answer with the real error JSON shape."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+# --------------------------------------------------------------------------------------------
+# Request validation and text extraction
+# --------------------------------------------------------------------------------------------
+
+
+def _bad(message: str) -> _APIError:
+    return _APIError(400, message)
+
+
+def _validate(body: Any) -> None:
+    """Reject what the real API rejects (the subset our client could plausibly get wrong)."""
+    if not isinstance(body, dict):
+        raise _bad("Request body must be a JSON object")
+    for name in sorted(body):
+        if name not in ALLOWED_FIELDS:
+            raise _bad(f"{name}: Extra inputs are not permitted")
+    if "model" not in body:
+        raise _bad("model: Field required")
+    if not isinstance(body["model"], str) or not body["model"]:
+        raise _bad("model: Input should be a valid non-empty string")
+    if "max_tokens" not in body:
+        raise _bad("max_tokens: Field required")
+    max_tokens = body["max_tokens"]
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool):
+        raise _bad("max_tokens: Input should be a valid integer")
+    if max_tokens < 1:
+        raise _bad("max_tokens: Input should be greater than or equal to 1")
+    if body.get("stream"):
+        raise _bad("streaming not supported by the fake")
+    _validate_messages(body.get("messages"), present="messages" in body)
+    if "system" in body:
+        _validate_system(body["system"])
+    stops = body.get("stop_sequences")
+    if stops is not None and (
+        not isinstance(stops, list) or not all(isinstance(s, str) and s for s in stops)
+    ):
+        raise _bad("stop_sequences: Input should be a list of non-empty strings")
+
+
+def _validate_messages(messages: Any, *, present: bool) -> None:
+    if not present:
+        raise _bad("messages: Field required")
+    if not isinstance(messages, list):
+        raise _bad("messages: Input should be a valid list")
+    if not messages:
+        raise _bad("messages: at least one message is required")
+    previous: str | None = None
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise _bad(f"messages.{i}: Input should be a valid dictionary")
+        role = message.get("role")
+        if role not in ("user", "assistant"):
+            raise _bad(f"messages.{i}.role: Input should be 'user' or 'assistant'")
+        if i == 0 and role != "user":
+            raise _bad('messages: first message must use the "user" role')
+        if role == previous:
+            raise _bad(
+                'messages: roles must alternate between "user" and "assistant", '
+                f'but found multiple "{role}" roles in a row'
+            )
+        previous = role
+        if "content" not in message:
+            raise _bad(f"messages.{i}.content: Field required")
+        _validate_content(message["content"], f"messages.{i}.content")
+
+
+def _validate_content(content: Any, where: str) -> None:
+    if isinstance(content, str):
+        if not content:
+            raise _bad(f"{where}: text content must be non-empty")
+        return
+    if not isinstance(content, list) or not content:
+        raise _bad(f"{where}: Input should be a non-empty string or a non-empty list of blocks")
+    for j, block in enumerate(content):
+        if not isinstance(block, dict) or not isinstance(block.get("type"), str):
+            raise _bad(f"{where}.{j}: each content block must be an object with a 'type'")
+        if block["type"] == "text":
+            text = block.get("text")
+            if not isinstance(text, str):
+                raise _bad(f"{where}.{j}.text: Field required")
+            if not text:
+                raise _bad(f"{where}.{j}: text content blocks must be non-empty")
+
+
+def _validate_system(system: Any) -> None:
+    if isinstance(system, str):
+        return
+    if not isinstance(system, list):
+        raise _bad("system: Input should be a valid string or a list of text blocks")
+    for j, block in enumerate(system):
+        if (
+            not isinstance(block, dict)
+            or block.get("type") != "text"
+            or not isinstance(block.get("text"), str)
+        ):
+            raise _bad(f"system.{j}: system blocks must be text blocks with a string 'text'")
+
+
+def _blocks_text(content: Any) -> str:
+    """The plain text of a string or a list of content blocks (non-text blocks are skipped)."""
+    if isinstance(content, str):
+        return content
+    parts: list[str] = []
+    for block in content if isinstance(content, list) else []:
+        if not isinstance(block, dict):
+            continue
+        if block.get("type") == "text" and isinstance(block.get("text"), str):
+            parts.append(block["text"])
+        elif block.get("type") == "tool_result":
+            parts.append(_blocks_text(block.get("content", "")))
+    return "\n".join(p for p in parts if p)
+
+
+def system_text(body: dict[str, Any]) -> str:
+    """The system prompt as one string ("" when absent)."""
+    return _blocks_text(body.get("system", ""))
+
+
+def request_text(body: dict[str, Any]) -> str:
+    """System prompt and all message text joined by newlines: what rules are matched against."""
+    parts = [system_text(body)]
+    parts += [_blocks_text(m.get("content", "")) for m in body.get("messages", [])]
+    return "\n".join(p for p in parts if p)
+
+
+# --------------------------------------------------------------------------------------------
+# Default responder
+# --------------------------------------------------------------------------------------------
+
+
+def count_objects(sentence: str) -> int:
+    """Count the items of "I have two apples, a plum and three chairs." (here: 6)."""
+    sentence = sentence.strip().rstrip(".!")
+    have = re.search(r"\bI\s+have\b(.*)$", sentence, re.IGNORECASE | re.DOTALL)
+    if have:
+        sentence = have.group(1)
+    total = 0
+    for item in re.split(r",|\band\b", sentence):
+        words = item.split()
+        if not words:
+            continue
+        first = words[0].lower()
+        if first.isdigit():
+            total += int(first)
+        else:
+            total += NUMBER_WORDS.get(first, 1)
+    return total
+
+
+def _counting_answer(body: dict[str, Any], text: str) -> str | None:
+    """Answer an object-counting question, deliberately wrong on odd counts without CoT."""
+    questions = list(_QUESTION_RE.finditer(text))
+    if not questions:
+        return None
+    before = text[: questions[-1].start()].strip()
+    sentences = [s for s in re.split(r"(?<=[.!?])\s+|\n", before) if s.strip()]
+    if not sentences:
+        return None
+    count = count_objects(sentences[-1])
+    if count <= 0:
+        return None
+    if count % 2 == 1 and "step by step" not in system_text(body).lower():
+        count += 1  # the "unoptimized" prompt makes a mistake the optimizer can fix
+    return f"Answer: {count}"
+
+
+def _improved_variable(text: str) -> str:
+    """Propose an improved value: the last <VARIABLE> block plus a nudge towards CoT."""
+    values = _VARIABLE_RE.findall(text)
+    if not values:
+        improved = GENERIC_IMPROVED
+    else:
+        current = values[-1].strip()
+        suffix = RECHECK_SENTENCE if IMPROVE_SENTENCE.strip() in current else IMPROVE_SENTENCE
+        improved = (current + suffix).strip()
+    return f"<IMPROVED_VARIABLE>{improved}</IMPROVED_VARIABLE>"
+
+
+def _feedback(text: str) -> str:
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    hint = FEEDBACK_HINTS[int(digest[:8], 16) % len(FEEDBACK_HINTS)]
+    return f"{FEEDBACK_PREFIX} {hint} (ref {digest[:8]})"
+
+
+def default_reply(body: dict[str, Any], text: str) -> str:
+    """Deterministic answer when no rule matches.
+
+    Order: optimizer requests (``<IMPROVED_VARIABLE>``) get an improved variable; object
+    counting questions get ``Answer: N`` unless the request is a critique (mentions "feedback",
+    as a backward pass quoting the question does); everything else gets feedback-like text.
+    """
+    if "<IMPROVED_VARIABLE>" in text:
+        return _improved_variable(text)
+    if "feedback" not in text.lower():
+        answer = _counting_answer(body, text)
+        if answer is not None:
+            return answer
+    return _feedback(text)
+
+
+def _tokens(chars: int) -> int:
+    return max(1, (chars + 3) // 4)
+
+
+# --------------------------------------------------------------------------------------------
+# HTTP plumbing
+# --------------------------------------------------------------------------------------------
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+    allow_reuse_address = True
+    fake: FakeMessagesAPI
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive; every reply carries Content-Length
+    server_version = "FakeMessagesAPI/1.0"
+    timeout = 60  # idle keep-alive connections do not pin a thread forever
+    disable_nagle_algorithm = True  # headers and body go out in two writes: avoid a 40 ms stall
+    server: _Server
+
+    def log_message(self, *args: Any) -> None:
+        """Silence per-request logging: tests produce hundreds of requests."""
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.fake._connection_opened(self.connection)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.fake._connection_closed(self.connection)
+
+    def do_POST(self) -> None:
+        self.server.fake._handle(self, "POST")
+
+    def do_GET(self) -> None:
+        self.server.fake._handle(self, "GET")
+
+    def do_PUT(self) -> None:
+        self.server.fake._handle(self, "PUT")
+
+    def do_DELETE(self) -> None:
+        self.server.fake._handle(self, "DELETE")
+
+    def do_PATCH(self) -> None:
+        self.server.fake._handle(self, "PATCH")
+
+    def read_body(self) -> bytes:
+        """Read the whole body so the keep-alive stream stays in sync, whatever we answer."""
+        if "chunked" in self.headers.get("transfer-encoding", "").lower():
+            chunks: list[bytes] = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        length = int(self.headers.get("content-length") or 0)
+        if length < 0:
+            raise ValueError("negative Content-Length")
+        return self.rfile.read(length) if length else b""
+
+    def send_json(self, status: int, payload: Any, headers: dict[str, str]) -> None:
+        data = json.dumps(payload).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in headers.items():
+            self.send_header(name, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(data)
+        self.wfile.flush()
+
+
+class FakeMessagesAPI:
+    """An in-process HTTP server that imitates ``POST /v1/messages``.
+
+    All knobs and records are safe to use from any thread while requests are in flight.
+    """
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, latency: float = 0.0) -> None:
+        self.host = host
+        self.port = port  # the bound port once started
+        self._requested_port = port
+        self.latency = latency
+        self._lock = threading.Lock()
+        self._records: list[dict[str, Any]] = []
+        self._rules: list[tuple[str | re.Pattern[str], Reply]] = []
+        self._failures: deque[tuple[int, str | None]] = deque()
+        self._in_flight = 0
+        self._max_concurrency = 0
+        self._connections = 0
+        self._open: set[socket.socket] = set()
+        self._stopping = threading.Event()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> Self:
+        """Bind (port 0 lets the OS pick a free port) and serve on a daemon thread."""
+        if self._server is not None:
+            return self
+        self._stopping.clear()
+        server = _Server((self.host, self._requested_port), _Handler)
+        server.fake = self
+        self._server = server
+        self.port = server.server_address[1]
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"fake-anthropic-{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and drop keep-alive connections so no handler thread lingers."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        self._stopping.set()  # wakes handlers sleeping out their latency
+        server.shutdown()
+        server.server_close()
+        with self._lock:
+            open_sockets = list(self._open)
+        for sock in open_sockets:
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        """Root URL for ``anthropic.Anthropic(base_url=...)`` or ``ANTHROPIC_BASE_URL``."""
+        if self._server is None:
+            raise RuntimeError("FakeMessagesAPI is not running: call start() first")
+        return f"http://{self.host}:{self.port}"
+
+    # ---- knobs -------------------------------------------------------------------------------
+
+    def add_rule(self, pattern: str | re.Pattern[str], reply: Reply) -> None:
+        """Answer requests whose text contains ``pattern`` (substring or regex search).
+
+        Newer rules win over older ones, so a test can override a broad rule locally.
+        """
+        with self._lock:
+            self._rules.append((pattern, reply))
+
+    def fail_next(self, status: int, count: int = 1, *, message: str | None = None) -> None:
+        """Make the next ``count`` valid-auth requests fail with ``status`` (429, 500, 529, ...).
+
+        Failures carry ``retry-after-ms: 5`` so the SDK's own retries stay fast in tests.
+        """
+        if count < 0:
+            raise ValueError("count must be >= 0")
+        with self._lock:
+            self._failures.extend([(status, message)] * count)
+
+    def reset(self) -> None:
+        """Forget records, rules, pending failures, latency and the concurrency peak."""
+        with self._lock:
+            self._records.clear()
+            self._rules.clear()
+            self._failures.clear()
+            self._max_concurrency = self._in_flight
+            self._connections = len(self._open)
+        self.latency = 0.0
+
+    # ---- records -----------------------------------------------------------------------------
+
+    @property
+    def requests(self) -> list[dict[str, Any]]:
+        """Snapshot of every request so far, in completion order.
+
+        Each entry: ``{"body": parsed JSON or None, "headers": {lowercase: value},
+        "status": int, "path": str}``.
+        """
+        with self._lock:
+            return list(self._records)
+
+    @property
+    def calls(self) -> int:
+        """Number of successful (200) replies."""
+        with self._lock:
+            return sum(1 for r in self._records if r["status"] == 200)
+
+    @property
+    def max_concurrency(self) -> int:
+        """Peak number of requests handled at the same time (proves the client is concurrent)."""
+        with self._lock:
+            return self._max_concurrency
+
+    @property
+    def in_flight(self) -> int:
+        """Requests being handled right now."""
+        with self._lock:
+            return self._in_flight
+
+    @property
+    def connections(self) -> int:
+        """TCP connections accepted so far (fewer than requests means keep-alive works)."""
+        with self._lock:
+            return self._connections
+
+    # ---- request handling --------------------------------------------------------------------
+
+    def _connection_opened(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._connections += 1
+            self._open.add(sock)
+
+    def _connection_closed(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._open.discard(sock)
+
+    def _handle(self, handler: _Handler, method: str) -> None:
+        try:
+            raw = handler.read_body()
+        except (ValueError, OSError):
+            handler.close_connection = True
+            self._respond(handler, None, _APIError(400, "malformed request body"))
+            return
+        headers = {name.lower(): value for name, value in handler.headers.items()}
+        try:
+            body: Any = json.loads(raw) if raw else None
+        except (ValueError, UnicodeDecodeError):
+            body = None
+            parse_error = True
+        else:
+            parse_error = False
+
+        with self._lock:
+            self._in_flight += 1
+            self._max_concurrency = max(self._max_concurrency, self._in_flight)
+        try:
+            if self.latency > 0:
+                self._stopping.wait(self.latency)
+            try:
+                payload = self._process(method, handler.path, headers, body, parse_error)
+            except _APIError as err:
+                self._respond(handler, body, err, headers)
+            else:
+                self._respond(handler, body, payload, headers)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+    def _process(
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        body: Any,
+        parse_error: bool,
+    ) -> dict[str, Any]:
+        if path.split("?", 1)[0].rstrip("/") != "/v1/messages":
+            raise _APIError(404, f"Not found: {method} {path}")
+        if method != "POST":
+            raise _APIError(405, f"Method {method} not allowed")
+        bearer = headers.get("authorization", "")
+        has_bearer = bearer.lower().startswith("bearer ") and bearer[7:].strip() != ""
+        if not headers.get("x-api-key") and not has_bearer:
+            raise _APIError(401, "x-api-key header is required")
+        if not headers.get("anthropic-version"):
+            raise _APIError(400, "anthropic-version: header is required")
+        with self._lock:
+            failure = self._failures.popleft() if self._failures else None
+        if failure is not None:
+            status, message = failure
+            raise _APIError(
+                status,
+                message or ERROR_MESSAGES.get(status, f"Injected failure {status}"),
+                {"retry-after-ms": "5", "retry-after": "0"},
+            )
+        if parse_error:
+            raise _bad("There was an error parsing the body of your request as JSON")
+        _validate(body)
+        return self._reply(body)
+
+    def _reply(self, body: dict[str, Any]) -> dict[str, Any]:
+        text = request_text(body)
+        with self._lock:
+            rules = list(reversed(self._rules))
+        reply: Reply = default_reply
+        for pattern, candidate in rules:
+            hit = pattern.search(text) if isinstance(pattern, re.Pattern) else pattern in text
+            if hit:
+                reply = candidate
+                break
+        if callable(reply):
+            try:
+                answer = reply(body, text)
+            except Exception as exc:  # a broken rule should fail loudly, once, not be retried
+                raise _APIError(
+                    500, f"fake rule raised {exc!r}", {"x-should-retry": "false"}
+                ) from exc
+        else:
+            answer = reply
+        answer = str(answer)
+
+        stop_reason, stop_sequence = "end_turn", None
+        hits = [(answer.find(s), s) for s in body.get("stop_sequences") or [] if s in answer]
+        if hits:
+            at, stop_sequence = min(hits)
+            answer, stop_reason = answer[:at], "stop_sequence"
+        limit = body["max_tokens"] * 4
+        if len(answer) > limit:
+            answer, stop_reason, stop_sequence = answer[:limit], "max_tokens", None
+        return {
+            "id": f"msg_fake{uuid.uuid4().hex[:20]}",
+            "type": "message",
+            "role": "assistant",
+            "model": body["model"],
+            "content": [{"type": "text", "text": answer}],
+            "stop_reason": stop_reason,
+            "stop_sequence": stop_sequence,
+            "usage": {
+                "input_tokens": _tokens(len(text)),
+                "output_tokens": _tokens(len(answer)),
+                "cache_read_input_tokens": 0,
+                "cache_creation_input_tokens": 0,
+            },
+        }
+
+    def _respond(
+        self,
+        handler: _Handler,
+        body: Any,
+        result: dict[str, Any] | _APIError,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        request_id = f"req_fake{uuid.uuid4().hex[:20]}"
+        extra = {"request-id": request_id}
+        if isinstance(result, _APIError):
+            status = result.status
+            extra.update(result.headers)
+            payload: dict[str, Any] = {
+                "type": "error",
+                "error": {"type": ERROR_TYPES.get(status, "api_error"), "message": result.message},
+                "request_id": request_id,
+            }
+        else:
+            status, payload = 200, result
+        with self._lock:
+            self._records.append(
+                {"body": body, "headers": headers or {}, "status": status, "path": handler.path}
+            )
+        try:
+            handler.send_json(status, payload, extra)
+        except OSError:
+            handler.close_connection = True  # client went away (e.g. it timed out)
+
+
+@contextmanager
+def serve(**kwargs: Any) -> Iterator[FakeMessagesAPI]:
+    """``with serve() as fake:`` — a started fake that is stopped on exit."""
+    fake = FakeMessagesAPI(**kwargs)
+    fake.start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+if __name__ == "__main__":  # manual poking: python -m tests.fake_api
+    with serve() as _fake:
+        print(f"Fake Messages API on {_fake.base_url} (Ctrl-C to stop)")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
