@@ -4,6 +4,7 @@ the output text, backward turns the output's gradients into gradients of the inp
 from __future__ import annotations
 
 import asyncio
+from builtins import sum as sum_
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -39,6 +40,9 @@ class Function:
 
     async def backward(self, node: Node, output: Variable, engine: Engine) -> None:
         raise NotImplementedError
+
+    def score(self, node: Node) -> float | None:
+        return node.info.get("score")
 
 
 async def _gradients_through(
@@ -195,13 +199,31 @@ class StringBasedFunction(Function):
         return dict(zip(node.info["names"], node.inputs, strict=False))
 
     async def forward(self, node: Node) -> str:
-        result = self.fn(**self._kwargs(node))
-        return str(result.value if isinstance(result, Variable) else result)
+        # In a worker thread: a metric or a test run may take seconds; others go on meanwhile.
+        result = await asyncio.to_thread(self.fn, **self._kwargs(node))
+        text, score = _text_and_score(result)
+        node.info["score"] = score
+        return text
 
     async def backward(self, node: Node, output: Variable, engine: Engine) -> None:
         shown = {name: var.value for name, var in self._kwargs(node).items()}
         call = prompts.function_call_description(self.function_purpose, shown)
         await _gradients_through(node, output, engine, call, node.inputs)
+
+
+def _text_and_score(result: Any) -> tuple[str, float | None]:
+    """A function's result as text, and as a score when it is a number or a (text, score) pair."""
+    if isinstance(result, Variable):
+        result = result.value
+    if isinstance(result, tuple) and len(result) == 2:
+        return str(result[0]), float(result[1])
+    if isinstance(result, bool | int | float):
+        return str(int(result) if isinstance(result, bool) else result), float(result)
+    text = str(result)
+    try:
+        return text, float(text.strip())
+    except ValueError:
+        return text, None
 
 
 class Sum(Function):
@@ -223,6 +245,13 @@ class Sum(Function):
         for var in node.inputs:
             if var.requires_grad:
                 var.gradients.extend(output.gradients)
+
+    def score(self, node: Node) -> float | None:
+        """The mean score of the batch, when every item has one."""
+        scores = [v.score for v in node.inputs]
+        if not scores or any(s is None for s in scores):
+            return None
+        return float(sum_([s for s in scores if s is not None])) / len(scores)
 
 
 def sum(variables: Iterable[Variable]) -> Variable:

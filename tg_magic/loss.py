@@ -1,11 +1,16 @@
-"""Losses: an evaluation in words, written by a model (the LLM judge of the paper)."""
+"""Losses: an evaluation in words by a model (TextLoss), tests run for real (TestLoss), a metric
+over a labelled data set (MetricLoss)."""
 
 from __future__ import annotations
 
+import ast
+from collections.abc import Callable
+
 from . import prompts
+from .data import METRIC_PURPOSE, METRICS, Example
 from .engines import Engine
 from .errors import InputError
-from .functions import LLMCall, Node
+from .functions import BlackboxLLM, LLMCall, Node, StringBasedFunction, sum
 from .variable import Variable, ensure_variable
 
 
@@ -60,3 +65,91 @@ class MultiFieldEvaluation(LLMCall):
     def _prompt(self, node: Node) -> str:
         values = [v.value for v in node.inputs[: len(self.role_descriptions)]]
         return prompts.evaluation_prompt(dict(zip(self.role_descriptions, values, strict=True)))
+
+
+class TestLoss(StringBasedFunction):
+    """Code against tests, run for real in a sandboxed child process (tg_magic.sandbox).
+
+    The test report (failures, assertion messages, traceback ends) is the evaluation; the score
+    is the fraction of tests that passed, 0 when the code crashed or hung.
+    """
+
+    __test__ = False  # not a pytest class
+
+    def __init__(self, tests: str, *, timeout: float = 20.0, memory_mb: int = 1024) -> None:
+        if not isinstance(tests, str) or not tests.strip():
+            raise InputError("the test cell is empty: write asserts or test_* functions")
+        try:
+            ast.parse(tests)
+        except SyntaxError as exc:
+            raise InputError(
+                f"the test cell does not parse: line {exc.lineno}: {exc.msg}; fix the tests"
+            ) from None
+        self.tests = tests
+        self.timeout = timeout
+        self.memory_mb = memory_mb
+        super().__init__(
+            self._run,
+            "run these tests with pytest against the code, in a separate process; the output "
+            f"is the test report:\n{tests}",
+        )
+
+    def __call__(  # type: ignore[override]
+        self, code: Variable, response_role_description: str = "test report"
+    ) -> Variable:
+        ensure_variable(code, "the code under test")
+        return super().__call__({"code": code}, response_role_description)
+
+    def _run(self, code: Variable) -> tuple[str, float]:
+        from .sandbox import run_tests
+
+        report = run_tests(code.value, self.tests, timeout=self.timeout, memory_mb=self.memory_mb)
+        return report.text(), report.score
+
+
+Metric = str | Callable[[str, str], bool | float]
+
+
+class MetricLoss:
+    """Prompt optimization over a labelled data set: a forward model answers each input with the
+    trained system prompt; a metric scores each answer; the verdicts become feedback."""
+
+    def __init__(
+        self, system_prompt: Variable, metric: Metric = "exact", engine: Engine | str | None = None
+    ) -> None:
+        ensure_variable(system_prompt, "the system prompt")
+        if isinstance(metric, str):
+            if metric not in METRICS:
+                raise InputError(
+                    f"unknown metric {metric!r}: use {', '.join(METRICS)} or python:FUNCTION"
+                )
+            self.purpose = METRIC_PURPOSE[metric]
+            self.metric: Callable[[str, str], bool | float] = METRICS[metric]
+        elif callable(metric):
+            self.purpose = f"the metric {getattr(metric, '__name__', 'metric')}: higher is better"
+            self.metric = metric
+        else:
+            raise InputError("a metric is a name (exact, number, contains) or a function")
+        self.model = BlackboxLLM(engine, system_prompt)
+        self.scorer = StringBasedFunction(self._score, self.purpose)
+
+    def _score(self, prediction: Variable, target: Variable) -> float:
+        return float(self.metric(prediction.value, target.value))
+
+    def __call__(self, examples: list[Example]) -> Variable:
+        if not examples:
+            raise InputError("MetricLoss needs at least one example")
+        verdicts = []
+        for example in examples:
+            question = Variable(example.input, role_description="question", requires_grad=False)
+            target = Variable(
+                example.target, role_description="correct answer", requires_grad=False
+            )
+            prediction = self.model(question, "answer to the question")
+            verdicts.append(self.scorer({"prediction": prediction, "target": target}))
+        return sum(verdicts)
+
+    def evaluate(self, examples: list[Example]) -> float:
+        """The mean metric over examples: forward calls only, all at once."""
+        score = self(examples).score
+        return 0.0 if score is None else score

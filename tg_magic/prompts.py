@@ -150,6 +150,9 @@ def parse_update(reply: str) -> str | None:
     if start < 0 or end < 0:
         return None
     value = reply[start + len(OPEN) : end].strip("\n")
+    fenced = value.strip()
+    if fenced.startswith("```") and fenced.endswith("```") and fenced.count("```") == 2:
+        value = fenced[3:-3].split("\n", 1)[1] if "\n" in fenced else ""  # drop ```lang
     return value if value.strip() else None
 
 
@@ -158,3 +161,15 @@ def evaluation_prompt(fields: dict[str, str]) -> str:
     return "\n\n".join(
         f"{name}:\n{_block(name.upper().replace(' ', '_'), v)}" for name, v in fields.items()
     )
+
+
+# Constraints given to the optimizer for each kind of notebook variable.
+KIND_CONSTRAINTS: dict[str, list[str]] = {
+    "code": [
+        "The value is Python source code: return the complete code, runnable as it is, defining "
+        "the same functions and classes with the same names and signatures.",
+        "No Markdown fences, no explanations outside the code; comments are fine.",
+    ],
+    "prompt": ["The value is a prompt for a language model: keep it a prompt, not an answer."],
+    "text": [],
+}

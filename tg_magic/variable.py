@@ -81,6 +81,14 @@ class Variable:
         self._value = new
 
     @property
+    def score(self) -> float | None:
+        """A number for losses that have one (a metric, a test pass fraction), else None."""
+        if self.grad_fn is None:
+            return None
+        self.value  # noqa: B018 - the score is computed with the value
+        return self.grad_fn.function.score(self.grad_fn)
+
+    @property
     def is_pending(self) -> bool:
         return self._value is None
 

@@ -113,6 +113,17 @@ class _Loaded:
     # llama.cpp contexts are not thread-safe: one generation at a time per model.
     lock: threading.Lock
     load_seconds: float
+    context: int  # tokens usable for prompt and reply
+
+
+def _trained_context(llama: Any) -> int | None:
+    """The context length the model was trained with, from its GGUF metadata."""
+    metadata = getattr(llama, "metadata", None) or {}
+    arch = metadata.get("general.architecture")
+    try:
+        return int(metadata[f"{arch}.context_length"])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 _models: dict[str, _Loaded] = {}
@@ -126,6 +137,34 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
+def _new_llama(llama_cpp: Any, **kwargs: Any) -> Any:
+    """A `Llama`, with llama.cpp's AMX weight repacking turned off where it was compiled in.
+
+    The AMX kernels crash the process (SIGSEGV at `ldtilecfg` in ggml_backend_amx_mul_mat) in
+    virtual machines that advertise AMX without fully supporting it (seen in a Firecracker VM
+    with a native build of llama-cpp-python 0.3.36); a crash would kill the Jupyter kernel.
+    `Llama()` does not expose the model parameter `use_extra_bufts`, so its default is changed
+    for the duration of this load (callers hold `_models_lock`). Small models lose nothing.
+    """
+    low = llama_cpp.llama_cpp
+    info = bytes(low.llama_print_system_info())
+    defaults = low.llama_model_default_params
+    fields = {name for name, *_ in getattr(defaults(), "_fields_", [])}
+    if b"AMX_INT8 = 1" not in info or "use_extra_bufts" not in fields:
+        return llama_cpp.Llama(**kwargs)
+
+    def without_extra_buffers() -> Any:
+        params = defaults()
+        params.use_extra_bufts = False
+        return params
+
+    low.llama_model_default_params = without_extra_buffers
+    try:
+        return llama_cpp.Llama(**kwargs)
+    finally:
+        low.llama_model_default_params = defaults
+
+
 def loaded_model(path: Path) -> _Loaded:
     """The model of `path`, loaded once per process on first use (about 0.25 s for SmolLM2)."""
     key = str(path.resolve())
@@ -135,7 +174,8 @@ def loaded_model(path: Path) -> _Loaded:
             llama_cpp = _import_llama_cpp()
             start = time.perf_counter()
             try:
-                llama = llama_cpp.Llama(
+                llama = _new_llama(
+                    llama_cpp,
                     model_path=key,
                     n_ctx=CONTEXT_TOKENS,
                     n_threads=_cores(),
@@ -147,7 +187,10 @@ def loaded_model(path: Path) -> _Loaded:
                     f"llama.cpp could not load {path}: {exc}; check that the file is a complete "
                     "GGUF model that this llama.cpp version supports"
                 ) from None
-            loaded = _Loaded(llama, threading.Lock(), time.perf_counter() - start)
+            seconds = time.perf_counter() - start
+            # A model asked for more context than it was trained with degrades: stay within it.
+            context = min(llama.n_ctx(), _trained_context(llama) or llama.n_ctx())
+            loaded = _Loaded(llama, threading.Lock(), seconds, context)
             _models[key] = loaded
         return loaded
 
@@ -201,9 +244,8 @@ def _cut_middle(llama: Any, text: str, limit: int) -> str:
     return text_of(head) + CUT_MARKER + text_of(tail)
 
 
-def _messages(llama: Any, request: Request, max_out: int) -> list[dict[str, str]]:
+def _messages(llama: Any, request: Request, max_out: int, context: int) -> list[dict[str, str]]:
     """The chat messages, cut in the middle if needed so prompt and reply fit the context."""
-    context = min(llama.n_ctx(), llama.n_ctx_train() or llama.n_ctx())
     room = context - max_out - TEMPLATE_TOKENS
     messages = []
     used = 0
@@ -241,7 +283,10 @@ class LocalEngine(Engine):
 
     async def _complete(self, request: Request) -> Reply:
         # Generation runs on a worker thread so the async core's loop keeps serving other calls
-        # (they queue on the model's lock); a cancelled call stops at its next token.
+        # (they queue on the model's lock). A cancelled call that has not started is dropped; one
+        # already generating finishes in the background (at most MAX_OUTPUT_TOKENS tokens):
+        # create_chat_completion takes no stopping criteria, and an exception raised in a logits
+        # processor (a ctypes callback) would be printed and ignored, not propagated.
         cancelled = threading.Event()
         try:
             return await asyncio.to_thread(self._generate, request, cancelled)
@@ -252,7 +297,7 @@ class LocalEngine(Engine):
     def _generate(self, request: Request, cancelled: threading.Event) -> Reply:
         loaded = self.loaded()
         llama = loaded.llama
-        max_out = max(1, min(request.max_tokens, MAX_OUTPUT_TOKENS, llama.n_ctx() // 2))
+        max_out = max(1, min(request.max_tokens, MAX_OUTPUT_TOKENS, loaded.context // 2))
         args: dict[str, Any] = {}
         if request.structured == IMPROVED_VARIABLE:
             # SmolLM2 does not put its answer between tags when asked: constrain the decoding.
@@ -262,11 +307,10 @@ class LocalEngine(Engine):
             if cancelled.is_set():
                 raise _Cancelled
             response = llama.create_chat_completion(
-                messages=_messages(llama, request, max_out),
+                messages=_messages(llama, request, max_out, loaded.context),
                 max_tokens=max_out,
                 temperature=0.0,
                 seed=SEED,
-                stopping_criteria=[lambda _ids, _logits: cancelled.is_set()],
                 **args,
             )
         text = response["choices"][0]["message"]["content"] or ""
@@ -274,6 +318,8 @@ class LocalEngine(Engine):
         return Reply(
             text,
             counted(
-                self.model, int(usage.get("prompt_tokens", 0)), usage.get("completion_tokens", 0)
+                self.model,
+                int(usage.get("prompt_tokens", 0)),
+                int(usage.get("completion_tokens", 0)),
             ),
         )

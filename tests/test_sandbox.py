@@ -1,0 +1,328 @@
+"""The sandbox runs real tests in real child processes; these checks do the same (no mocks)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tg_magic.sandbox import TestReport, containment, run_tests
+
+ADD_TESTS = """\
+def test_small():
+    assert add(1, 2) == 3
+
+def test_negative():
+    assert add(-1, -1) == -2, "negative numbers must add up"
+
+def test_zero():
+    assert add(0, 0) == 0
+"""
+
+CONTAINED = containment().startswith("bubblewrap:")
+needs_bwrap = pytest.mark.skipif(not CONTAINED, reason=containment())
+
+
+def test_passing_code_scores_one() -> None:
+    report = run_tests("def add(a, b):\n    return a + b\n", ADD_TESTS)
+    assert report.score == 1.0
+    assert report.problem == ""
+    assert [o.name for o in report.outcomes] == ["test_small", "test_negative", "test_zero"]
+    assert all(o.passed for o in report.outcomes)
+    assert report.text().startswith("3 of 3 tests passed")
+    assert report.contained == containment()
+
+
+def test_partly_wrong_code_gets_the_fraction_and_the_message() -> None:
+    code = "def add(a, b):\n    return abs(a) + abs(b)\n"
+    report = run_tests(code, ADD_TESTS)
+    assert report.score == pytest.approx(2 / 3)
+    failed = [o for o in report.outcomes if not o.passed]
+    assert [o.name for o in failed] == ["test_negative"]
+    assert "negative numbers must add up" in failed[0].message
+    text = report.text()
+    assert text.startswith("2 of 3 tests passed")
+    assert "test_negative" in text
+    assert "negative numbers must add up" in text
+    assert "abs" in failed[0].traceback or "assert 2 == -2" in text
+
+
+def test_bare_asserts_become_one_test() -> None:
+    tests = '''\
+from math import *
+expected = """first line
+second line"""
+assert describe() == expected
+assert floor(2.5) == 2
+'''
+    code = 'def describe():\n    return "first line\\nsecond line"\n'
+    good = run_tests(code, tests)
+    assert [o.name for o in good.outcomes] == ["test_cell"]
+    assert good.score == 1.0, good.text()
+
+    bad = run_tests('def describe():\n    return "nope"\n', tests)
+    assert bad.score == 0.0
+    assert [o.name for o in bad.outcomes] == ["test_cell"]
+    assert "nope" in bad.text()
+
+
+def test_candidate_cannot_add_its_own_tests() -> None:
+    code = "def add(a, b):\n    return 0\n\ndef test_free_pass():\n    pass\n"
+    report = run_tests(code, "def test_add():\n    assert add(1, 1) == 2\n")
+    assert [o.name for o in report.outcomes] == ["test_add"]
+    assert report.score == 0.0
+
+
+def test_skipping_is_not_passing() -> None:
+    code = "import pytest\n\ndef add(a, b):\n    pytest.skip('not today')\n"
+    report = run_tests(code, ADD_TESTS)
+    assert report.score == 0.0
+    assert "not today" in report.text()
+
+
+def test_infinite_loop_times_out() -> None:
+    start = time.monotonic()
+    report = run_tests("def add(a, b):\n    while True:\n        pass\n", ADD_TESTS, timeout=2)
+    assert time.monotonic() - start < 5
+    assert report.score == 0.0
+    assert report.problem == "timed out after 2 s"
+    assert "timed out" in report.text()
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["x = bytearray(4 * 1024**3)", "x = []\n    while True:\n        x.append(' ' * 10**6)"],
+    ids=["one-big-block", "growing-list"],
+)
+def test_memory_bomb_hits_the_limit(body: str) -> None:
+    code = f"def add(a, b):\n    {body}\n"
+    report = run_tests(code, ADD_TESTS, memory_mb=256, timeout=10)
+    assert report.score == 0.0
+    assert "memory" in report.problem
+    assert "256 MB" in report.problem
+
+
+def test_sys_exit_at_import_scores_zero() -> None:
+    report = run_tests("import sys\nsys.exit(3)\n", ADD_TESTS)
+    assert report.score == 0.0
+    assert report.problem == "the code exited with status 3 before the tests finished"
+    assert "status 3" in report.text()
+
+
+def test_os_exit_inside_a_test_scores_zero() -> None:
+    code = "import os\n\ndef add(a, b):\n    os._exit(0)\n"
+    report = run_tests(code, ADD_TESTS)
+    assert report.score == 0.0
+    assert report.outcomes == ()
+    assert report.problem == "the code exited with status 0 before the tests finished"
+
+
+def test_sys_exit_inside_a_test_is_a_failure() -> None:
+    code = "import sys\n\ndef add(a, b):\n    sys.exit(0)\n"
+    report = run_tests(code, ADD_TESTS)
+    assert report.score == 0.0
+    assert len(report.outcomes) == 3
+    assert all("SystemExit" in o.message for o in report.outcomes)
+
+
+def test_exception_at_import_is_a_collection_problem() -> None:
+    report = run_tests("raise RuntimeError('broken at import')\n", ADD_TESTS)
+    assert report.score == 0.0
+    assert "could not be collected" in report.problem
+    assert "broken at import" in report.text()
+
+
+def test_syntax_error_in_the_code_starts_no_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_process(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a process was started")
+
+    monkeypatch.setattr(subprocess, "Popen", no_process)
+    report = run_tests("def add(a, b)\n    return a + b\n", ADD_TESTS)
+    assert report.score == 0.0
+    assert report.problem.startswith("syntax error in the code: line 1:")
+    assert report.outcomes == ()
+
+
+def test_broken_test_cell_raises() -> None:
+    with pytest.raises(ValueError, match=r"the test cell does not parse: line 2"):
+        run_tests("def add(a, b):\n    return a + b\n", "x = 1\nassert add(1,\n")
+
+
+def test_output_flood_is_truncated() -> None:
+    code = "def add(a, b):\n    print('x' * 10**8)\n    return a + b\n"
+    report = run_tests(code, ADD_TESTS, output_limit=5_000)
+    assert report.score == 0.0
+    assert "output" in report.problem
+    assert "truncated" in report.problem
+    assert len(report.output) < 6_000
+    assert all(len(o.output) < 5_200 for o in report.outcomes)
+    assert len(report.text()) <= 6_000
+
+
+def test_flood_past_the_capture_is_stopped() -> None:
+    # Writes straight to the pipe that pytest saved for its own terminal, bypassing capture.
+    code = """\
+import os
+
+def add(a, b):
+    for fd in range(3, 64):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}").startswith("pipe:"):
+                while True:
+                    os.write(fd, b"z" * 65536)
+        except OSError:
+            pass
+"""
+    start = time.monotonic()
+    report = run_tests(code, ADD_TESTS, output_limit=5_000, timeout=15)
+    assert time.monotonic() - start < 10
+    assert report.score == 0.0
+    assert report.problem.startswith("output limit exceeded: more than 50000 characters")
+    assert len(report.output) < 6_000
+
+
+def test_large_but_sane_output_is_only_truncated() -> None:
+    code = "def add(a, b):\n    print('y' * 9_000)\n    return a + b\n"
+    report = run_tests(code, ADD_TESTS, output_limit=5_000)
+    assert report.score == 1.0
+    assert report.problem == "output truncated at 5000 characters"
+
+
+def _env_check() -> str:
+    return """\
+import os
+
+def test_no_keys():
+    print(dict(os.environ))
+    assert "ANTHROPIC_API_KEY" not in os.environ
+    assert not any("sk-ant" in value for value in os.environ.values())
+"""
+
+
+def _assert_secret_absent(report: TestReport) -> None:
+    assert report.score == 1.0, report.text()
+    assert "PYTHONHASHSEED" in report.outcomes[0].output  # the environment was printed
+    everything = report.text() + report.output + repr(report.outcomes)
+    assert "sk-ant-secret-value" not in everything
+
+
+def test_api_keys_do_not_reach_the_child(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-secret-value")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-ant-secret-value")
+    _assert_secret_absent(run_tests("", _env_check()))
+
+
+@needs_bwrap
+def test_writes_outside_the_scratch_folder_are_blocked(tmp_path: Path) -> None:
+    other = Path(tempfile.mkdtemp(dir="/var/tmp"))  # outside /tmp, which bwrap replaces
+    try:
+        targets = [tmp_path / "escape.txt", other / "escape.txt"]
+        tests = "\n".join(
+            [
+                "import pytest",
+                f"TARGETS = {[str(t) for t in targets]!r}",
+                "def test_cannot_write():",
+                "    for target in TARGETS:",
+                "        with pytest.raises(OSError):",
+                "            open(target, 'w').write('escaped')",
+                "def test_scratch_is_writable():",
+                "    open('own.txt', 'w').write('fine')",
+                "",
+            ]
+        )
+        report = run_tests("", tests)
+        assert report.score == 1.0, report.text()
+        assert not any(t.exists() for t in targets)
+    finally:
+        for leftover in other.iterdir():
+            leftover.unlink()
+        other.rmdir()
+
+
+@pytest.fixture
+def loopback_server() -> Iterator[tuple[int, list[str]]]:
+    """A real TCP server on 127.0.0.1 that records every connection it accepts."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    server.settimeout(0.2)
+    seen: list[str] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            seen.append("connected")
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1], seen
+    finally:
+        stop.set()
+        thread.join(timeout=2)
+        server.close()
+
+
+@needs_bwrap
+def test_network_is_blocked(loopback_server: tuple[int, list[str]]) -> None:
+    port, seen = loopback_server
+    probe = socket.create_connection(("127.0.0.1", port), timeout=2)  # the server does work
+    probe.close()
+    time.sleep(0.3)
+    assert seen == ["connected"]
+    tests = f"""\
+import socket, pytest
+
+def test_no_network():
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", {port}), timeout=2)
+"""
+    report = run_tests("", tests)
+    assert report.score == 1.0, report.text()
+    time.sleep(0.3)
+    assert seen == ["connected"]
+
+
+def test_without_bubblewrap_limits_still_hold(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no bwrap on PATH
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-secret-value")
+    line = containment()
+    assert line.startswith("no bubblewrap")
+    assert "network" in line and "limits still apply" in line
+
+    report = run_tests("", _env_check())
+    assert report.contained == line
+    _assert_secret_absent(report)
+
+    # A leftover grandchild is killed with the process group when the run ends.
+    code = (
+        "import subprocess, sys\n"
+        "def add(a, b):\n"
+        "    child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        "    print('PID', child.pid)\n"
+        "    return a + b\n"
+    )
+    report = run_tests(code, "def test_add():\n    assert add(1, 1) == 2\n", timeout=10)
+    assert report.score == 1.0, report.text()
+    pid = int(report.outcomes[0].output.split("PID")[1].split()[0])
+    time.sleep(0.2)
+    stat = Path(f"/proc/{pid}/stat")
+    assert not stat.exists() or stat.read_text().split(")")[1].split()[0] == "Z"
+
+    looping = run_tests("def add(a, b):\n    while True:\n        pass\n", ADD_TESTS, timeout=2)
+    assert looping.problem == "timed out after 2 s"
+    assert os.environ["ANTHROPIC_API_KEY"] == "sk-ant-secret-value"  # the parent keeps its own

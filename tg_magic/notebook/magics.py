@@ -1,0 +1,433 @@
+"""The magics: parse the line, hand the cell to the session, show what comes back."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import shlex
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.display import display
+from traitlets import Bool, Float, Int, Unicode, observe
+
+from .. import config as tg_config
+from ..engines import METER, base, set_cache
+from ..errors import TgMagicError
+from . import render
+from .session import Session
+
+
+class _Help(Exception):
+    """--help was answered."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports errors as one line and answers --help without exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        if message:
+            raise UsageError(message.strip())
+        raise _Help
+
+
+def _parser(prog: str, description: str) -> _Parser:
+    return _Parser(prog=prog, description=description, add_help=True)
+
+
+def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Bad input becomes one clear line (UsageError, no traceback); Ctrl-C stops cleanly."""
+
+    @functools.wraps(method)
+    def wrapper(self: TgMagics, *args: Any) -> Any:
+        try:
+            return method(self, *args)
+        except _Help:
+            return None
+        except TgMagicError as exc:
+            raise UsageError(str(exc)) from None
+
+    return wrapper
+
+
+@magics_class
+class TgMagics(Magics):
+    """TextGrad in the notebook. Settings: `%config TgMagics.engine = "anthropic:..."`."""
+
+    engine = Unicode(
+        "", help="Forward engine spec; empty: Claude if ANTHROPIC_API_KEY is set, else local"
+    ).tag(config=True)
+    backward_engine = Unicode("", help="Engine for gradients and steps; empty: same rule").tag(
+        config=True
+    )
+    concurrency = Int(16, help="Model calls in flight at once").tag(config=True)
+    budget_dollars = Float(None, allow_none=True, help="Stop before spending more").tag(config=True)
+    budget_tokens = Int(None, allow_none=True, help="Stop before using more tokens").tag(
+        config=True
+    )
+    cache = Unicode("", help="Cache file, or 'off'; empty: the user cache folder").tag(config=True)
+    notebook = Unicode("", help="Path of this notebook's .ipynb (found by itself in Jupyter)").tag(
+        config=True
+    )
+    feedback_only = Bool(
+        tg_config.settings.feedback_only, help="Classroom mode: hints only, no steps or accept"
+    ).tag(config=True)
+
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        super().__init__(shell=shell, **kwargs)
+        self.session = Session(shell.user_ns if shell is not None else {})
+        self._cell_id = ""
+        if shell is not None:
+            shell.events.register("pre_run_cell", self._pre_run_cell)
+        self.session.set_notebook(self.notebook or _find_notebook(self.session.namespace))
+        self.session.frontend_holds_file = bool(
+            os.environ.get("JPY_SESSION_NAME") and not os.environ.get("TG_MAGIC_NOTEBOOK")
+        )
+
+    def _pre_run_cell(self, info: Any) -> None:
+        self._cell_id = getattr(info, "cell_id", None) or _kernel_cell_id(self.shell) or ""
+
+    # -- settings -----------------------------------------------------------------------
+    @observe("engine", "backward_engine")
+    def _engines_changed(self, change: Any) -> None:
+        self.session.engine = self.engine or None
+        self.session.backward_engine = self.backward_engine or None
+        tg_config.set_backward_engine(self.backward_engine or None)
+
+    @observe("concurrency")
+    def _concurrency_changed(self, change: Any) -> None:
+        base.set_concurrency(self.concurrency)
+
+    @observe("budget_dollars", "budget_tokens")
+    def _budget_changed(self, change: Any) -> None:
+        METER.set_budget(self.budget_dollars, self.budget_tokens)
+
+    @observe("cache")
+    def _cache_changed(self, change: Any) -> None:
+        set_cache(None if self.cache.lower() in ("off", "none") else (self.cache or None))
+
+    @observe("notebook")
+    def _notebook_changed(self, change: Any) -> None:
+        self.session.set_notebook(self.notebook or None)
+        self.session.frontend_holds_file = False
+
+    @observe("feedback_only")
+    def _feedback_changed(self, change: Any) -> None:
+        tg_config.settings.feedback_only = self.feedback_only
+
+    def _no_feedback_only(self, what: str) -> None:
+        if self.feedback_only:
+            raise UsageError(
+                f"{what} is disabled in feedback-only mode: use %tggrad VARIABLE for a hint"
+            )
+
+    # -- cells ------------------------------------------------------------------------------
+    @cell_magic
+    @_guarded
+    def tgvariable(self, line: str, cell: str) -> None:
+        """%%tgvariable NAME [--role TEXT] [--kind prompt|code|text] [--no-grad]"""
+        p = _parser("%%tgvariable", "Register this cell as a variable of the graph.")
+        p.add_argument("name")
+        p.add_argument("--role", default=None, help="what the text is, e.g. 'system prompt'")
+        p.add_argument("--kind", default="prompt", choices=["prompt", "code", "text"])
+        p.add_argument("--no-grad", action="store_true", help="use it, but never change it")
+        args = p.parse_args(_split(line))
+        entry = self.session.define_variable(
+            args.name,
+            cell,
+            cell_id=self._cell_id,
+            magic_line=f"%%tgvariable {line.strip()}",
+            kind=args.kind,
+            role=args.role,
+            requires_grad=not args.no_grad,
+        )
+        shell: Any = self.shell
+        shell.user_ns[args.name] = entry.variable
+        if args.kind == "code":
+            result = shell.run_cell(cell, store_history=False)
+            if not result.success:
+                return
+        print(f"{args.name}: {args.kind} variable registered ({len(cell.splitlines())} lines)")
+
+    @cell_magic
+    @_guarded
+    def tgloss(self, line: str, cell: str) -> None:
+        """%%tgloss NAME --target VAR [--tests | --judge | --data FILE --metric M [--model E]]"""
+        p = _parser("%%tgloss", "Register this cell as a loss: what 'better' means.")
+        p.add_argument("name")
+        p.add_argument("--target", help="the variable this loss evaluates")
+        mode = p.add_mutually_exclusive_group()
+        mode.add_argument("--tests", action="store_true", help="the body is Python tests")
+        mode.add_argument("--judge", action="store_true", help="the body instructs an LLM judge")
+        mode.add_argument("--data", help="a JSONL/CSV file with input and target columns")
+        p.add_argument("--metric", default="exact", help="exact | number | contains | python:FUNC")
+        p.add_argument("--model", default=None, help="the forward model for --data")
+        args = p.parse_args(_split(line))
+        metric: Any = args.metric
+        if metric.startswith("python:"):
+            fn = self.session.namespace.get(metric[len("python:") :])
+            if not callable(fn):
+                raise UsageError(
+                    f"--metric {metric}: define that function (prediction, target) -> score first"
+                )
+            metric = fn
+        elif args.metric != "exact" and not args.data:
+            raise UsageError("--metric needs a data set: add --data FILE.jsonl")
+        loss_mode = "tests" if args.tests else "data" if args.data else "judge"
+        loss = self.session.define_loss(
+            args.name,
+            cell,
+            cell_id=self._cell_id,
+            target=args.target,
+            mode=loss_mode,
+            data=args.data,
+            metric=metric,
+            model=args.model,
+        )
+        extra = f", {len(loss.examples)} examples" if loss.examples else ""
+        print(f"{args.name}: {loss_mode} loss on {loss.target}{extra}")
+
+    # -- running ----------------------------------------------------------------------------
+    @line_magic
+    @_guarded
+    def tgoptimize(self, line: str) -> None:
+        """%tgoptimize [LOSS] [--steps N] [--batch B] [--val FILE | --val-frac F] [--engine E]"""
+        self._no_feedback_only("%tgoptimize")
+        p = _parser("%tgoptimize", "Mini-batch textual gradient descent with a validation gate.")
+        p.add_argument("loss", nargs="?", help="the loss to minimise (default: all)")
+        p.add_argument("--steps", type=int, default=3)
+        p.add_argument("--batch", type=int, default=4)
+        val = p.add_mutually_exclusive_group()
+        val.add_argument("--val", help="validation data file (JSONL/CSV)")
+        val.add_argument("--val-frac", type=float, help="hold out this fraction for validation")
+        p.add_argument("--engine", help="forward engine for this run")
+        p.add_argument("--backward-engine", help="gradient and step engine for this run")
+        args = p.parse_args(_split(line))
+        saved = self.session.engine, self.session.backward_engine
+        if args.engine:
+            self.session.engine = args.engine
+        if args.backward_engine:
+            self.session.backward_engine = args.backward_engine
+        progress = display({"text/plain": "starting…"}, raw=True, display_id=True)
+        results = []
+        try:
+            runs = self.session.optimize(
+                args.loss, steps=args.steps, batch=args.batch, val=args.val, val_frac=args.val_frac
+            )
+            for result in runs:
+                results.append(result)
+                _update(progress, render.progress_text(result, args.steps))
+        except KeyboardInterrupt:
+            print(f"stopped after {len(results)} step(s); every candidate so far is kept")
+        finally:
+            self.session.engine, self.session.backward_engine = saved
+        for cell in self.session.last_parameters:
+            if cell.variable.value != cell.cell_value:
+                _md(render.diff_markdown(cell.name, cell.cell_value, cell.variable.value))
+                print(
+                    f"accept it with %tgaccept {cell.name}, or reject it with %tgrevert {cell.name}"
+                )
+
+    @line_magic
+    @_guarded
+    def tgforward(self, line: str) -> None:
+        """%tgforward [LOSS]: run the graph and show the evaluation."""
+        p = _parser("%tgforward", "Run the forward pass of a loss and show its value.")
+        p.add_argument("loss", nargs="?")
+        args = p.parse_args(_split(line))
+        loss = self.session.forward(args.loss)
+        score = f" (score {render.score_text(loss.score)})" if loss.score is not None else ""
+        _md(f"**{loss.role_description}**{score}\n\n{loss.value}")
+
+    @line_magic
+    @_guarded
+    def tgbackward(self, line: str) -> None:
+        """%tgbackward [LOSS]: compute the textual gradients and show them."""
+        p = _parser("%tgbackward", "Compute textual gradients for the variables of a loss.")
+        p.add_argument("loss", nargs="?")
+        args = p.parse_args(_split(line))
+        for cell in self.session.backward(args.loss):
+            texts = [g.text for g in cell.variable.gradients]
+            _md(render.gradients_markdown(cell.name, texts))
+
+    @line_magic
+    @_guarded
+    def tgstep(self, line: str) -> None:
+        """%tgstep: one optimizer step from the last %tgbackward."""
+        self._no_feedback_only("%tgstep")
+        p = _parser("%tgstep", "One TGD step from the gradients of the last %tgbackward.")
+        p.parse_args(_split(line))
+        for cell, before, after in self.session.step():
+            if before == after:
+                print(f"{cell.name}: unchanged (the optimizer's reply could not be used)")
+                continue
+            _md(render.diff_markdown(cell.name, cell.cell_value, after))
+            print(f"accept it with %tgaccept {cell.name}")
+
+    @line_magic
+    @_guarded
+    def tggrad(self, line: str) -> None:
+        """%tggrad VAR: the textual gradient of a variable (a hint in feedback-only mode)."""
+        p = _parser("%tggrad", "Show a variable's textual gradient.")
+        p.add_argument("name")
+        args = p.parse_args(_split(line))
+        cell = self.session.variable(args.name)
+        texts = [g.text for g in cell.variable.gradients]
+        if not texts:
+            latest = self.session.history.latest(args.name)
+            texts = latest.gradients if latest else []
+        _md(render.gradients_markdown(args.name, texts))
+
+    @line_magic
+    @_guarded
+    def tghistory(self, line: str) -> None:
+        """%tghistory VAR: every iteration of a variable, with scores and usage."""
+        p = _parser("%tghistory", "Show every stored iteration of a variable.")
+        p.add_argument("name")
+        args = p.parse_args(_split(line))
+        entries = self.session.history.entries(args.name)
+        if not entries:
+            raise UsageError(f"no history for {args.name}: run its %%tgvariable cell first")
+        _show(render.history_text(args.name, entries), html=render.history_html(args.name, entries))
+
+    @line_magic
+    @_guarded
+    def tgaccept(self, line: str) -> None:
+        """%tgaccept VAR [N]: write iteration N (default: the latest candidate) into the cell."""
+        self._no_feedback_only("%tgaccept")
+        p = _parser("%tgaccept", "Write a candidate into its cell (the magic line is kept).")
+        p.add_argument("name")
+        p.add_argument("n", nargs="?", type=int)
+        args = p.parse_args(_split(line))
+        print(self.session.accept(args.name, args.n))
+
+    @line_magic
+    @_guarded
+    def tgrevert(self, line: str) -> None:
+        """%tgrevert VAR [N]: put iteration N (default: the original) back into the cell."""
+        p = _parser("%tgrevert", "Put an earlier iteration back into the cell.")
+        p.add_argument("name")
+        p.add_argument("n", nargs="?", type=int)
+        args = p.parse_args(_split(line))
+        print(self.session.revert(args.name, args.n))
+
+    @line_magic
+    @_guarded
+    def tggraph(self, line: str) -> None:
+        """%tggraph: a picture of the notebook's graph, with the latest gradients."""
+        p = _parser("%tggraph", "Draw the graph of variables and losses.")
+        p.parse_args(_split(line))
+        if not self.session.variables:
+            raise UsageError("the graph is empty: run a %%tgvariable cell first")
+        _md(render.graph_markdown(self.session))
+
+    @line_magic
+    @_guarded
+    def tgconfig(self, line: str) -> None:
+        """%tgconfig [--engine E] [--backward-engine E] [--concurrency N] [--budget-dollars X]
+        [--budget-tokens N] [--cache PATH|off] [--notebook PATH] [--feedback-only on|off]"""
+        p = _parser("%tgconfig", "Show or change settings (also: %config TgMagics.NAME = ...).")
+        p.add_argument("--engine")
+        p.add_argument("--backward-engine")
+        p.add_argument("--concurrency", type=int)
+        p.add_argument("--budget-dollars", type=float)
+        p.add_argument("--budget-tokens", type=int)
+        p.add_argument("--cache")
+        p.add_argument("--notebook")
+        p.add_argument("--feedback-only", choices=["on", "off"])
+        args = p.parse_args(_split(line))
+        for name, value in vars(args).items():
+            if value is None:
+                continue
+            if name == "feedback_only":
+                value = value == "on"
+            if name in ("engine", "backward_engine"):
+                from ..engines import get_engine
+
+                get_engine(value)  # fails now, with the fix, if the spec is wrong
+            setattr(self, name, value)
+        print(self._settings_text())
+
+    def _settings_text(self) -> str:
+        from ..engines import get_cache
+
+        cache = get_cache()
+        return "\n".join(
+            [
+                f"engine:           {self.engine or '(default)'}",
+                f"backward engine:  {self.backward_engine or '(default)'}",
+                f"concurrency:      {self.concurrency}",
+                f"budget:           {_budget(self.budget_dollars, self.budget_tokens)}",
+                f"cache:            {cache.path if cache else 'off'}",
+                f"notebook:         {self.session.notebook or '(unknown)'}",
+                f"history:          {self.session.history.path}",
+                f"feedback-only:    {'on' if self.feedback_only else 'off'}",
+                f"usage so far:     {METER.total}",
+            ]
+        )
+
+
+def _budget(dollars: float | None, tokens: int | None) -> str:
+    parts = ([f"${dollars}"] if dollars is not None else []) + (
+        [f"{tokens:,} tokens"] if tokens is not None else []
+    )
+    return " and ".join(parts) or "none"
+
+
+def _split(line: str) -> list[str]:
+    try:
+        return shlex.split(line)
+    except ValueError as exc:
+        raise UsageError(f"cannot read the arguments ({exc}): check the quotes") from None
+
+
+def _update(handle: Any, text: str) -> None:
+    if handle is not None:
+        handle.update({"text/plain": text, "text/markdown": text}, raw=True)
+    else:
+        print(text)
+
+
+def _show(text: str, *, markdown: str | None = None, html: str | None = None) -> None:
+    """Display rich output with a plain-text twin (consoles and tests read the text)."""
+    bundle = {"text/plain": text}
+    if markdown is not None:
+        bundle["text/markdown"] = markdown
+    if html is not None:
+        bundle["text/html"] = html
+    display(bundle, raw=True)
+
+
+def _md(markdown: str) -> None:
+    _show(markdown, markdown=markdown)
+
+
+def _kernel_cell_id(shell: Any) -> str:
+    kernel = getattr(shell, "kernel", None)
+    try:
+        return str(kernel.get_parent()["metadata"].get("cellId", "")) if kernel else ""
+    except (AttributeError, KeyError, TypeError):
+        return ""
+
+
+def _find_notebook(namespace: dict[str, Any]) -> str | None:
+    """The .ipynb this kernel runs: explicit, Jupyter server session, or VS Code."""
+    for candidate in (
+        os.environ.get("TG_MAGIC_NOTEBOOK"),
+        namespace.get("__session__"),
+        os.environ.get("JPY_SESSION_NAME"),
+        namespace.get("__vsc_ipynb_file__"),
+    ):
+        if (
+            isinstance(candidate, str)
+            and candidate.endswith(".ipynb")
+            and os.path.exists(candidate)
+        ):
+            return candidate
+    return None

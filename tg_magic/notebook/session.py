@@ -1,0 +1,393 @@
+"""The kernel-side state of a notebook: which cells are variables and losses, their graph, and
+their history. It turns cells into library objects; all prompts and optimization logic stay in
+the library (tg_magic.loss, tg_magic.optim, tg_magic.train)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import prompts
+from ..data import Example, load_examples, split
+from ..engines import Engine, get_engine
+from ..errors import InputError
+from ..functions import sum as tg_sum
+from ..loss import MetricLoss, TestLoss, TextLoss
+from ..optim import TGD
+from ..train import Objective, StepResult, optimize
+from ..variable import Variable
+from .apply import CellRef, Done, Transport, apply_to_cell
+from .history import Entry, History
+
+KINDS = ("prompt", "code", "text")
+DEFAULT_ROLE = {"prompt": "system prompt", "code": "Python code", "text": "text"}
+
+
+@dataclass
+class CellVariable:
+    name: str
+    kind: str
+    cell: CellRef
+    variable: Variable
+    cell_value: str  # what the cell holds now (the variable may hold a candidate)
+
+
+@dataclass
+class LossCell:
+    name: str
+    target: str
+    mode: str  # tests | judge | data
+    body: str
+    cell_id: str
+    data: Path | None = None
+    metric: Any = "exact"
+    model: str | None = None
+    examples: list[Example] = field(default_factory=list)
+
+
+@dataclass
+class Built:
+    """A loss turned into library objects, ready to run."""
+
+    parameters: list[CellVariable]
+    objective: Objective[Any]
+
+
+class Session:
+    def __init__(self, namespace: dict[str, Any] | None = None) -> None:
+        self.namespace = namespace if namespace is not None else {}
+        self.variables: dict[str, CellVariable] = {}
+        self.losses: dict[str, LossCell] = {}
+        self.notebook: Path | None = None
+        self.frontend: Transport | None = None
+        self.frontend_holds_file = False
+        self.engine: str | None = None
+        self.backward_engine: str | None = None
+        self._history: History | None = None
+        self.last_loss: Variable | None = None
+        self.last_parameters: list[CellVariable] = []
+
+    # -- where things are stored ----------------------------------------------------------
+    def set_notebook(self, path: str | Path | None) -> None:
+        self.notebook = Path(path).expanduser().resolve() if path else None
+        self._history = None
+
+    @property
+    def history(self) -> History:
+        if self._history is None:
+            base = self.notebook.parent if self.notebook else Path(os.getcwd())
+            self._history = History(base / ".tg_magic")
+        return self._history
+
+    def _engine(self) -> Engine | None:
+        return get_engine(self.engine) if self.engine else None
+
+    def _backward_engine(self) -> Engine | str | None:
+        return self.backward_engine or None
+
+    # -- cells ------------------------------------------------------------------------------
+    def define_variable(
+        self,
+        name: str,
+        body: str,
+        *,
+        cell_id: str,
+        magic_line: str,
+        kind: str = "prompt",
+        role: str | None = None,
+        requires_grad: bool = True,
+    ) -> CellVariable:
+        _check_name(name)
+        if kind not in KINDS:
+            raise InputError(f"unknown --kind {kind!r}: use prompt, code or text")
+        if name in self.losses:
+            raise InputError(f"{name} is already a loss cell: give the variable another name")
+        if not body.strip():
+            raise InputError(
+                f"the cell of {name} is empty: write its starting text under the magic"
+            )
+        cell_id = cell_id or f"name:{name}"
+        for other in [v for v in self.variables.values() if v.cell.cell_id == cell_id]:
+            if other.name != name:  # the cell was renamed
+                del self.variables[other.name]
+        variable = Variable(
+            body, role_description=role or DEFAULT_ROLE[kind], requires_grad=requires_grad
+        )
+        entry = CellVariable(name, kind, CellRef(name, cell_id, magic_line), variable, body)
+        self.variables[name] = entry
+        latest = self.history.latest(name)
+        if latest is None or latest.value != body:
+            self.history.add(
+                name, body, cell_id=cell_id, status="original" if latest is None else "edited"
+            )
+        return entry
+
+    def define_loss(
+        self,
+        name: str,
+        body: str,
+        *,
+        cell_id: str,
+        target: str | None,
+        mode: str,
+        data: str | None = None,
+        metric: Any = "exact",
+        model: str | None = None,
+    ) -> LossCell:
+        _check_name(name)
+        if not target:
+            raise InputError(f"the loss {name} has no target: add --target VARIABLE")
+        if name in self.variables:
+            raise InputError(f"{name} is already a variable: give the loss another name")
+        if target in self.losses:
+            raise InputError(
+                f"the target {target} is a loss: --target must name a %%tgvariable cell"
+            )
+        variable = self.variable(target)
+        loss = LossCell(name, target, mode, body, cell_id, model=model, metric=metric)
+        if mode == "tests":
+            if variable.kind != "code":
+                raise InputError(
+                    f"--tests needs a code variable, and {target} is a {variable.kind}: "
+                    f"declare it with %%tgvariable {target} --kind code"
+                )
+            TestLoss(body)  # checks that the tests parse
+        elif mode == "data":
+            if not data:
+                raise InputError("--metric needs a data set: add --data FILE.jsonl")
+            if variable.kind != "prompt":
+                raise InputError(
+                    f"--data trains a system prompt, and {target} is a {variable.kind}: "
+                    f"declare it with %%tgvariable {target} --kind prompt"
+                )
+            path = Path(data).expanduser()
+            if not path.is_absolute() and self.notebook is not None:
+                path = self.notebook.parent / path
+            loss.data = path
+            loss.examples = load_examples(path)
+            if model:
+                get_engine(model)
+        elif not body.strip():
+            raise InputError(f"the loss {name} is empty: write the evaluation instruction")
+        self.losses[name] = loss
+        return loss
+
+    def variable(self, name: str) -> CellVariable:
+        if name not in self.variables:
+            known = ", ".join(sorted(self.variables)) or "none yet"
+            hint = " (it is a loss)" if name in self.losses else ""
+            raise InputError(
+                f"unknown variable {name}{hint}: run its %%tgvariable cell first (known: {known})"
+            )
+        return self.variables[name]
+
+    def loss_cells(self, name: str | None) -> list[LossCell]:
+        if name:
+            if name not in self.losses:
+                known = ", ".join(sorted(self.losses)) or "none yet"
+                raise InputError(f"unknown loss {name}: run its %%tgloss cell first ({known})")
+            return [self.losses[name]]
+        if not self.losses:
+            raise InputError("no loss defined: write a %%tgloss NAME --target VARIABLE cell")
+        return list(self.losses.values())
+
+    # -- turning cells into a graph ---------------------------------------------------------
+    def build(
+        self, name: str | None, *, val: str | None = None, val_frac: float | None = None
+    ) -> Built:
+        parts = [self._build_one(c, val, val_frac) for c in self.loss_cells(name)]
+        params: list[CellVariable] = []
+        for built in parts:
+            params += [p for p in built.parameters if p not in params]
+        if len(parts) == 1:
+            return Built(params, parts[0].objective)
+        objectives = [b.objective for b in parts]
+
+        def loss(batch: list[Any] | None) -> Variable:
+            return tg_sum([o.loss(batch if o.train else None) for o in objectives])
+
+        def validate() -> float | None:
+            scores = [o.validate() for o in objectives if o.validate]
+            numbers = [s for s in scores if s is not None]
+            return sum(numbers) / len(numbers) if numbers else None
+
+        train = next((o.train for o in objectives if o.train), None)
+        return Built(params, Objective(loss, train, validate))
+
+    def _build_one(self, cell: LossCell, val: str | None, val_frac: float | None) -> Built:
+        target = self.variable(cell.target)
+        var = target.variable
+        if not var.requires_grad:
+            raise InputError(
+                f"{target.name} was declared with --no-grad: nothing to optimize for {cell.name}"
+            )
+        if cell.mode == "tests":
+            tests = TestLoss(cell.body)
+            return Built(
+                [target], Objective(lambda _: tests(var), validate=lambda: tests(var).score)
+            )
+        if cell.mode == "judge":
+            judge = TextLoss(cell.body, engine=self._engine())
+            return Built([target], Objective(lambda _: judge(var)))
+        metric_loss = MetricLoss(var, cell.metric, engine=cell.model or self._engine())
+        train, held_out = cell.examples, []
+        if val:
+            held_out = load_examples(val)
+        elif val_frac:
+            train, held_out = split(cell.examples, val_frac)
+        examples = train
+
+        def loss(batch: list[Any] | None) -> Variable:
+            return metric_loss(batch or examples)
+
+        validate = (lambda: metric_loss.evaluate(held_out)) if held_out else None
+        return Built([target], Objective(loss, train, validate))
+
+    # -- running ----------------------------------------------------------------------------
+    def optimize(
+        self,
+        name: str | None,
+        *,
+        steps: int = 3,
+        batch: int = 4,
+        val: str | None = None,
+        val_frac: float | None = None,
+    ) -> Iterator[StepResult]:
+        """Steps of TGD; every candidate is stored in the history as soon as it exists."""
+        built = self.build(name, val=val, val_frac=val_frac)
+        params = built.parameters
+        self.last_parameters = params
+        by_var = {id(p.variable): p for p in params}
+        for result in optimize(
+            [p.variable for p in params],
+            built.objective,
+            steps=steps,
+            batch_size=batch,
+            engine=self._backward_engine(),
+            constraints=_constraints(params),
+        ):
+            for proposal in result.proposals:
+                cell = by_var[id(proposal.variable)]
+                if proposal.after != proposal.before:
+                    self.history.add(
+                        cell.name,
+                        proposal.after,
+                        cell_id=cell.cell.cell_id,
+                        gradients=proposal.gradients,
+                        score=result.score,
+                        val_score=result.val_after,
+                        kept=proposal.kept,
+                        status="candidate" if proposal.kept else "rejected",
+                        usage=str(result.usage),
+                    )
+            yield result
+
+    def forward(self, name: str | None) -> Variable:
+        built = self.build(name)
+        loss = built.objective.loss(list(built.objective.train or []) or None)
+        self.last_loss, self.last_parameters = loss, built.parameters
+        loss.value  # noqa: B018 - runs the graph
+        return loss
+
+    def backward(self, name: str | None) -> list[CellVariable]:
+        built = self.build(name)
+        for p in built.parameters:
+            p.variable.gradients = []
+        loss = built.objective.loss(list(built.objective.train or []) or None)
+        loss.backward(self._backward_engine())
+        self.last_loss, self.last_parameters = loss, built.parameters
+        return built.parameters
+
+    def step(self) -> list[tuple[CellVariable, str, str]]:
+        """One TGD step from the last backward; returns (variable, before, after)."""
+        params = [p for p in self.last_parameters if p.variable.gradients]
+        if not params:
+            raise InputError("no gradients yet: run %tgbackward first")
+        before = [p.variable.value for p in params]
+        optimizer = TGD(
+            [p.variable for p in params],
+            engine=self._backward_engine(),
+            constraints=_constraints(params),
+        )
+        optimizer.step()
+        changes = []
+        for p, old in zip(params, before, strict=True):
+            new = p.variable.value
+            if new != old:
+                self.history.add(
+                    p.name,
+                    new,
+                    cell_id=p.cell.cell_id,
+                    gradients=[g.text for g in p.variable.gradients],
+                    score=self.last_loss.score if self.last_loss else None,
+                )
+            changes.append((p, old, new))
+        return changes
+
+    # -- accept and revert ------------------------------------------------------------------
+    def entry(self, name: str, n: int | None, *, default: str) -> Entry:
+        entries = self.history.entries(name)
+        if not entries:
+            raise InputError(f"{name} has no history yet: run %tgoptimize or %tgstep")
+        if n is None:
+            if default == "latest":
+                pick = [e for e in entries if e.status in ("candidate", "accepted")] or entries
+            else:  # the original, as the user first wrote it
+                pick = entries[:1]
+            return pick[-1]
+        found = [e for e in entries if e.n == n]
+        if not found:
+            raise InputError(f"{name} has no iteration {n}: see %tghistory {name}")
+        return found[0]
+
+    def accept(self, name: str, n: int | None = None, done: Done | None = None) -> str:
+        """Make iteration n (default: the latest candidate) the cell's content."""
+        cell = self.variable(name)
+        entry = self.entry(name, n, default="latest")
+        return self._put(cell, entry, "accepted", done)
+
+    def revert(self, name: str, n: int | None = None, done: Done | None = None) -> str:
+        """Go back to iteration n (default: the original cell)."""
+        cell = self.variable(name)
+        entry = self.entry(name, n, default="original")
+        return self._put(cell, entry, "reverted", done)
+
+    def reject(self, name: str) -> str:
+        """Drop the candidate: the variable takes the cell's content again."""
+        cell = self.variable(name)
+        latest = self.history.latest(name)
+        if latest and latest.status == "candidate":
+            self.history.set_status(name, latest.n, "rejected")
+        cell.variable.value = cell.cell_value
+        return f"{name}: candidate rejected; the variable holds the cell's content again"
+
+    def _put(self, cell: CellVariable, entry: Entry, status: str, done: Done | None) -> str:
+        def finished(ok: bool, message: str) -> None:
+            if ok:
+                cell.cell_value = entry.value
+                self.history.set_status(cell.name, entry.n, status)
+            if done:
+                done(ok, message)
+
+        cell.variable.value = entry.value
+        return apply_to_cell(
+            cell.cell,
+            entry.value,
+            notebook=self.notebook,
+            frontend=self.frontend,
+            frontend_holds_file=self.frontend_holds_file,
+            done=finished,
+        )
+
+
+def _constraints(params: list[CellVariable]) -> list[str]:
+    kinds = {p.kind for p in params}
+    return [c for kind in sorted(kinds) for c in prompts.KIND_CONSTRAINTS[kind]]
+
+
+def _check_name(name: str) -> None:
+    if not name or not name.isidentifier():
+        raise InputError(f"{name!r} is not a valid name: use a Python identifier like my_prompt")
