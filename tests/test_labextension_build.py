@@ -24,14 +24,19 @@ BUILD_HINT = "cd labextension && npm ci && npm run build (with the venv's bin on
 def built_package() -> dict:
     package_json = BUILT_DIR / "package.json"
     if not package_json.is_file():
-        pytest.skip(f"prebuilt labextension not found at {package_json}; build it with: {BUILD_HINT}")
+        pytest.skip(
+            f"prebuilt labextension not found at {package_json}; build it with: {BUILD_HINT}"
+        )
     return json.loads(package_json.read_text(encoding="utf-8"))
 
 
 def test_built_extension_is_named_tg_magic(built_package: dict) -> None:
     assert built_package["name"] == "tg-magic"
     source_package = json.loads((SOURCE_DIR / "package.json").read_text(encoding="utf-8"))
-    assert built_package["version"] == source_package["version"]
+    assert built_package["version"] == source_package["version"], (
+        f"the prebuilt extension is stale (version {built_package['version']} but "
+        f"labextension/package.json says {source_package['version']}); rebuild: {BUILD_HINT}"
+    )
 
 
 def test_built_extension_has_remote_entry(built_package: dict) -> None:
@@ -59,6 +64,7 @@ def test_labextension_unit_tests_pass() -> None:
         check=False,
     )
     assert result.returncode == 0, (
-        f"npm test failed (exit {result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+        f"npm test failed (exit {result.returncode}):\n"
+        f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
     )
     assert "# fail 0" in result.stdout, result.stdout[-4000:]

@@ -85,6 +85,11 @@ def set_budget(dollars: float | None = None, tokens: int | None = None) -> None:
     METER.set_budget(dollars, tokens)
 
 
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """Where JupyterLab finds the prebuilt extension (`jupyter labextension develop`)."""
+    return [{"src": "labextension", "dest": "tg-magic"}]
+
+
 def load_ipython_extension(ipython: Any) -> None:
     """`%load_ext tg_magic`."""
     from .notebook import load_ipython_extension as load

@@ -214,12 +214,12 @@ class TgMagics(Magics):
             self.session.engine = args.engine
         if args.backward_engine:
             self.session.backward_engine = args.backward_engine
-        progress = display({"text/plain": "starting…"}, raw=True, display_id=True)
         results = []
         try:
             runs = self.session.optimize(
                 args.loss, steps=args.steps, batch=args.batch, val=args.val, val_frac=args.val_frac
             )
+            progress = display({"text/plain": "starting…"}, raw=True, display_id=True)
             for result in runs:
                 results.append(result)
                 _update(progress, render.progress_text(result, args.steps))

@@ -256,10 +256,14 @@ class Session:
         val: str | None = None,
         val_frac: float | None = None,
     ) -> Iterator[StepResult]:
-        """Steps of TGD; every candidate is stored in the history as soon as it exists."""
+        """Steps of TGD; every candidate is stored in the history as soon as it exists.
+        Bad input is reported here, before the first step."""
         built = self.build(name, val=val, val_frac=val_frac)
+        self.last_parameters = built.parameters
+        return self._steps(built, steps, batch)
+
+    def _steps(self, built: Built, steps: int, batch: int) -> Iterator[StepResult]:
         params = built.parameters
-        self.last_parameters = params
         by_var = {id(p.variable): p for p in params}
         for result in optimize(
             [p.variable for p in params],
