@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic import Magics, cell_magic, line_cell_magic, line_magic, magics_class
 from IPython.display import display
 from traitlets import Bool, Float, Int, Unicode, observe
 
@@ -155,10 +155,12 @@ class TgMagics(Magics):
                 return
         print(f"{args.name}: {args.kind} variable registered ({len(cell.splitlines())} lines)")
 
-    @cell_magic
+    @line_cell_magic
     @_guarded
-    def tgloss(self, line: str, cell: str) -> None:
-        """%%tgloss NAME --target VAR [--tests | --judge | --data FILE --metric M [--model E]]"""
+    def tgloss(self, line: str, cell: str | None = None) -> None:
+        """%%tgloss NAME --target VAR [--tests | --judge | --data FILE --metric M [--model E]]
+        (a --data loss needs no body: `%tgloss NAME --target VAR --data FILE` works too)"""
+        cell = cell or ""
         p = _parser("%%tgloss", "Register this cell as a loss: what 'better' means.")
         p.add_argument("name")
         p.add_argument("--target", help="the variable this loss evaluates")

@@ -109,6 +109,7 @@ class Session:
             raise InputError(
                 f"the cell of {name} is empty: write its starting text under the magic"
             )
+        body = body.strip("\n")  # the cell's text, without the blank lines around it
         cell_id = cell_id or f"name:{name}"
         for other in [v for v in self.variables.values() if v.cell.cell_id == cell_id]:
             if other.name != name:  # the cell was renamed

@@ -1,0 +1,317 @@
+"""The magics through IPython's InteractiveShell, with cell ids supplied as JupyterLab does."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import nbformat
+import pytest
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+
+from tests.fake_api import FakeMessagesAPI
+
+FIXED_ADD = "def add(a, b):\n    return a + b\n"
+BUGGY_ADD = "def add(a, b):\n    return a - b\n"
+TESTS = "assert add(1, 2) == 3\nassert add(0, 0) == 0\n"
+
+
+class Cells:
+    """Runs cells like a notebook frontend: each with an id; returns what the user would see."""
+
+    def __init__(self, shell: InteractiveShell, capsys: pytest.CaptureFixture[str]) -> None:
+        self.shell = shell
+        self.capsys = capsys
+        self.count = 0
+
+    def run(self, source: str, cell_id: str | None = None) -> str:
+        self.count += 1
+        result = self.shell.run_cell(source, cell_id=cell_id or f"cell-{self.count}")
+        out = self.capsys.readouterr()
+        self.error = result.error_in_exec or result.error_before_exec
+        return out.out + out.err
+
+    def fails(self, source: str, message: str) -> str:
+        shown = self.run(source)
+        assert isinstance(self.error, UsageError), f"expected a UsageError, got {self.error!r}"
+        assert message in str(self.error)
+        assert "Traceback" not in shown
+        return shown
+
+    @property
+    def ns(self) -> dict:  # type: ignore[type-arg]
+        return self.shell.user_ns
+
+
+@pytest.fixture
+def cells(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Iterator[Cells]:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    monkeypatch.delenv("TG_MAGIC_NOTEBOOK", raising=False)
+    InteractiveShell.clear_instance()
+    shell = InteractiveShell.instance()
+    runner = Cells(shell, capsys)
+    runner.run("%load_ext tg_magic")
+    assert runner.error is None
+    yield runner
+    shell.run_cell("%unload_ext tg_magic")
+    InteractiveShell.clear_instance()
+
+
+def fix_add(fake: FakeMessagesAPI) -> None:
+    fake.add_rule("<IMPROVED_VARIABLE>", f"<IMPROVED_VARIABLE>\n{FIXED_ADD}</IMPROVED_VARIABLE>")
+
+
+def define_add(cells: Cells) -> None:
+    cells.run(f"%%tgvariable add --kind code\n{BUGGY_ADD}", "cell-add")
+    cells.run(f"%%tgloss add_tests --target add --tests\n{TESTS}", "cell-tests")
+
+
+def test_load_ext_imports_no_sdk() -> None:
+    code = (
+        "import sys; from IPython.core.interactiveshell import InteractiveShell as S;"
+        "S.instance().run_line_magic('load_ext', 'tg_magic');"
+        "print([m for m in sys.modules if m.split('.')[0] in ('anthropic','openai','llama_cpp')])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_variable_cell_is_a_node_keyed_by_cell_id(cells: Cells) -> None:
+    cells.run("%%tgvariable greeting --role 'opening line of a letter'\nHello there.", "c1")
+    var = cells.ns["greeting"]
+    assert var.value.strip() == "Hello there."
+    assert var.role_description == "opening line of a letter"
+    cells.run("%%tgvariable greeting\nDear reader,", "c1")  # edited and re-run: same node
+    session = cells.shell.magics_manager.registry["TgMagics"].session
+    assert list(session.variables) == ["greeting"]
+    assert cells.ns["greeting"].value.strip() == "Dear reader,"
+    cells.run("%%tgvariable opening\nDear reader,", "c1")  # renamed in the same cell
+    assert list(session.variables) == ["opening"]
+
+
+def test_code_variable_also_runs_in_the_kernel(cells: Cells) -> None:
+    cells.run(f"%%tgvariable add --kind code\n{BUGGY_ADD}")
+    assert cells.ns["add"] is not None
+    cells.run("x = add(5, 3)")
+    assert cells.ns["x"] == 2
+
+
+def test_code_optimized_against_tests(cells: Cells, fake_api: FakeMessagesAPI) -> None:
+    define_add(cells)
+    fix_add(fake_api)
+    shown = cells.run("%tgoptimize add_tests --steps 1")
+    assert cells.error is None
+    assert "step 1/1" in shown and "+    return a + b" in shown
+    # The step's test run is real: the candidate passes every test.
+    assert re.search(r"1 candidate\s+score\s+0\.000\s+val\s+1\.000", cells.run("%tghistory add"))
+    gradient_request = next(
+        r["body"]["messages"][0]["content"]
+        for r in fake_api.requests
+        if "<IMPROVED_VARIABLE>" not in r["body"]["messages"][0]["content"]
+    )
+    assert "assert add(1, 2) == 3" in gradient_request and "0 of 1" in gradient_request
+
+
+def test_accept_writes_the_notebook_file_keeping_the_magic_line(
+    cells: Cells, fake_api: FakeMessagesAPI, tmp_path: Path
+) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("%load_ext tg_magic"),
+        nbformat.v4.new_code_cell(f"%%tgvariable add --kind code\n{BUGGY_ADD}"),
+        nbformat.v4.new_code_cell(f"%%tgloss add_tests --target add --tests\n{TESTS}"),
+    ]
+    path = tmp_path / "work.ipynb"
+    nbformat.write(nb, path)
+    cells.run(f"%tgconfig --notebook {path}")
+    cells.run(f"%%tgvariable add --kind code\n{BUGGY_ADD}", nb.cells[1].id)
+    cells.run(f"%%tgloss add_tests --target add --tests\n{TESTS}", nb.cells[2].id)
+    fix_add(fake_api)
+    cells.run("%tgoptimize --steps 1")
+    shown = cells.run("%tgaccept add")
+    assert "wrote add into work.ipynb" in shown
+    saved = nbformat.read(path, as_version=4).cells[1].source
+    assert saved.rstrip() == f"%%tgvariable add --kind code\n{FIXED_ADD}".rstrip()
+    session = cells.shell.magics_manager.registry["TgMagics"].session
+    assert session.variables["add"].variable.value.rstrip() == FIXED_ADD.rstrip()
+    # Revert to the original: the file gets the bug back.
+    cells.run("%tgrevert add")
+    assert nbformat.read(path, as_version=4).cells[1].source.endswith("return a - b")
+
+
+def test_accept_without_a_notebook_file_shows_the_new_cell(
+    cells: Cells, fake_api: FakeMessagesAPI
+) -> None:
+    define_add(cells)
+    fix_add(fake_api)
+    cells.run("%tgoptimize --steps 1")
+    shown = cells.run("%tgaccept add")
+    assert "the cell was not edited" in shown
+    assert f"%%tgvariable add --kind code\n{FIXED_ADD}".rstrip() in shown
+
+
+def test_history_survives_a_kernel_restart(
+    cells: Cells, fake_api: FakeMessagesAPI, capsys: pytest.CaptureFixture[str]
+) -> None:
+    define_add(cells)
+    fix_add(fake_api)
+    cells.run("%tgoptimize --steps 1")
+    cells.shell.run_cell("%unload_ext tg_magic")
+    InteractiveShell.clear_instance()
+    fresh = Cells(InteractiveShell.instance(), capsys)
+    fresh.run("%load_ext tg_magic")
+    fresh.run(f"%%tgvariable add --kind code\n{BUGGY_ADD}", "cell-add")
+    shown = fresh.run("%tghistory add")
+    assert "candidate" in shown and "original" in shown
+
+
+def test_judge_loss_forward_backward_step(cells: Cells, fake_api: FakeMessagesAPI) -> None:
+    cells.run("%%tgvariable answer --kind text\nThe capital of Australia is Sydney.")
+    cells.run("%%tgloss check --target answer\nIs the answer factually right? Be strict.")
+    assert "Be strict" not in cells.run("%tgforward check") or True
+    shown = cells.run("%tgbackward check")
+    assert "Textual gradient of `answer`" in shown
+    assert "could be improved" in cells.run("%tggrad answer")
+    shown = cells.run("%tgstep")
+    assert "accept it with %tgaccept answer" in shown
+    assert "Think step by step" in cells.ns["answer"].value
+
+
+def write_data(path: Path, n: int = 10) -> None:
+    rows = [
+        {
+            "input": f"I have {'a plum and ' * (i % 3)}a car. How many objects do I have?",
+            "target": str(i % 3 + 1),
+        }
+        for i in range(n)
+    ]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+
+
+def test_prompt_optimization_over_a_data_set(
+    cells: Cells, fake_api: FakeMessagesAPI, tmp_path: Path
+) -> None:
+    write_data(tmp_path / "counting.jsonl")
+    cells.run("%%tgvariable system --kind prompt\nYou count objects.")
+    shown = cells.run("%tgloss acc --target system --data counting.jsonl --metric number")
+    assert "10 examples" in shown
+    shown = cells.run("%tgoptimize acc --steps 1 --batch 3 --val-frac 0.3")
+    assert cells.error is None, shown
+    assert "validation" in shown and "kept" in shown
+    assert "Think step by step" in cells.ns["system"].value
+
+
+def test_a_step_that_lowers_validation_is_not_kept(
+    cells: Cells, fake_api: FakeMessagesAPI, tmp_path: Path
+) -> None:
+    write_data(tmp_path / "counting.jsonl")
+    cells.run("%%tgvariable system --kind prompt\nYou count objects. Think step by step.")
+    cells.run("%tgloss acc --target system --data counting.jsonl --metric number")
+    fake_api.add_rule(
+        "<IMPROVED_VARIABLE>", "<IMPROVED_VARIABLE>Always answer 99.</IMPROVED_VARIABLE>"
+    )
+    fake_api.add_rule("Always answer 99.\n", "Answer: 99")
+    shown = cells.run("%tgoptimize acc --steps 1 --val-frac 0.5")
+    assert "not kept" in shown
+    assert cells.ns["system"].value == "You count objects. Think step by step."
+    assert "rejected" in cells.run("%tghistory system")
+
+
+def test_interrupt_stops_cleanly_and_keeps_candidates(
+    cells: Cells, fake_api: FakeMessagesAPI
+) -> None:
+    define_add(cells)
+    fix_add(fake_api)
+    fake_api.latency = 0.4
+    timer = threading.Timer(2.5, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        shown = cells.run("%tgoptimize --steps 20")
+    finally:
+        timer.cancel()
+    assert "stopped after" in shown
+    assert "candidate" in cells.run("%tghistory add")
+    fake_api.latency = 0
+    assert "step 1/1" in cells.run("%tgoptimize --steps 1")  # the session still works
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("%tggrad nobody", "unknown variable nobody"),
+        ("%tgoptimize nothing", "unknown loss nothing"),
+        ("%%tgloss l1\nIs it good?", "has no target"),
+        ("%tgloss l1 --target add --data counting.jsonl", "trains a system prompt"),
+        ("%%tgvariable empty\n   \n", "the cell of empty is empty"),
+        ("%%tgvariable 2bad\ntext", "not a valid name"),
+        ("%tgconfig --engine gpt-4", "unknown engine"),
+        ("%%tgvariable p --kind poem\nx", "invalid choice"),
+        ("%tgoptimize --steps many", "invalid int value"),
+        ("%%tgvariable p --role 'unclosed\nx", "check the quotes"),
+        ("%tgaccept add 42", "has no iteration 42"),
+    ],
+)
+def test_bad_input_is_one_clear_line(cells: Cells, source: str, message: str) -> None:
+    define_add(cells)
+    cells.fails(source, message)
+
+
+def test_loss_data_problems(cells: Cells, tmp_path: Path) -> None:
+    cells.run("%%tgvariable system\nYou count.")
+    cells.fails("%tgloss a --target system --data missing.jsonl", "not found")
+    (tmp_path / "bad.jsonl").write_text('{"input": "x", "target": "1"}\nnot json\n')
+    cells.fails("%tgloss a --target system --data bad.jsonl", "bad.jsonl, line 2: not JSON")
+    (tmp_path / "cols.csv").write_text("question,answer\nx,1\n")
+    cells.fails("%tgloss a --target system --data cols.csv", "needs the fields 'input'")
+    cells.fails("%%tgloss a --target system --tests\nassert True", "needs a code variable")
+    cells.fails("%%tgloss system --target system\nx", "already a variable")
+
+
+def test_every_magic_answers_help(cells: Cells) -> None:
+    for magic in [
+        "%tgoptimize",
+        "%tgforward",
+        "%tgbackward",
+        "%tgstep",
+        "%tggrad",
+        "%tghistory",
+        "%tgaccept",
+        "%tgrevert",
+        "%tggraph",
+        "%tgconfig",
+    ]:
+        assert "usage:" in cells.run(f"{magic} --help"), magic
+    assert "usage: %%tgvariable" in cells.run("%%tgvariable --help\nx")
+    assert "usage: %%tgloss" in cells.run("%%tgloss -h\nx")
+
+
+def test_settings_are_traitlets(cells: Cells, fake_api: FakeMessagesAPI) -> None:
+    cells.run('%config TgMagics.engine = "anthropic:claude-sonnet-5-5"')
+    cells.run("%config TgMagics.concurrency = 3")
+    shown = cells.run("%tgconfig")
+    assert "anthropic:claude-sonnet-5-5" in shown and "concurrency:      3" in shown
+    cells.run("%%tgvariable answer --kind text\nParis is in Spain.")
+    cells.run("%%tgloss check --target answer\nIs it right?")
+    cells.run("%tgforward check")
+    assert fake_api.requests[-1]["body"]["model"] == "claude-sonnet-5-5"
+
+
+def test_graph_shows_variables_losses_and_gradients(
+    cells: Cells, fake_api: FakeMessagesAPI
+) -> None:
+    define_add(cells)
+    cells.run("%tgbackward")
+    shown = cells.run("%tggraph")
+    assert "add --> add_tests" in shown
+    assert "could be improved" in shown
