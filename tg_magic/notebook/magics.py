@@ -194,6 +194,10 @@ class TgMagics(Magics):
         )
         extra = f", {len(loss.examples)} examples" if loss.examples else ""
         print(f"{args.name}: {loss_mode} loss on {loss.target}{extra}")
+        if loss_mode == "tests":
+            from ..sandbox import containment
+
+            print(f"tests run in a child process; {containment()}")
 
     # -- running ----------------------------------------------------------------------------
     @line_magic

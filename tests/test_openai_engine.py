@@ -1,0 +1,70 @@
+"""`openai:MODEL@BASE_URL` against a loopback OpenAI-compatible server (as Ollama or vLLM)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
+
+import pytest
+
+import tg_magic as tg
+
+pytest.importorskip("openai")
+
+
+class _Chat(BaseHTTPRequestHandler):
+    received: ClassVar[list[dict[str, Any]]] = []
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        _Chat.received.append({"path": self.path, "body": body})
+        user = body["messages"][-1]["content"]
+        reply = {
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "created": 0,
+            "model": body["model"],
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "stop",
+                    "message": {"role": "assistant", "content": f"echo: {user[:20]}"},
+                }
+            ],
+            "usage": {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14},
+        }
+        data = json.dumps(reply).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def server() -> Iterator[str]:
+    _Chat.received = []
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Chat)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    httpd.shutdown()
+
+
+def test_openai_compatible_server(server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    engine = tg.get_engine(f"openai:llama3.2@{server}")
+    with tg.track_usage() as run:
+        text = engine.generate("How many legs has a cat?", system_prompt="Answer briefly.")
+    assert text == "echo: How many legs has a "
+    sent = _Chat.received[0]
+    assert sent["path"] == "/v1/chat/completions"
+    assert sent["body"]["model"] == "llama3.2"
+    assert sent["body"]["messages"][0] == {"role": "system", "content": "Answer briefly."}
+    assert run.usage.input_tokens == 11 and run.usage.output_tokens == 3
+    assert run.usage.cost == 0  # no price known for a local server's model
