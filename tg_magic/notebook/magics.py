@@ -3,22 +3,33 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import functools
+import inspect
 import os
+import re
 import shlex
-from collections.abc import Callable
-from typing import Any, NoReturn
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_cell_magic, line_magic, magics_class
 from IPython.display import display
-from traitlets import Bool, Float, Int, Unicode, observe
+from traitlets import Bool, CaselessStrEnum, Float, Int, Unicode, default, observe
 
 from .. import config as tg_config
 from ..engines import METER, base, set_cache
 from ..errors import TgMagicError
-from . import render
+from ..hints import hint_markdown
+from . import frontend, render
+from .apply import Done
 from .session import Session
+
+if TYPE_CHECKING:
+    from ..train import StepResult
 
 
 class _Help(Exception):
@@ -78,10 +89,26 @@ class TgMagics(Magics):
     feedback_only = Bool(
         tg_config.settings.feedback_only, help="Classroom mode: hints only, no steps or accept"
     ).tag(config=True)
+    widgets = CaselessStrEnum(
+        ("auto", "on", "off"),
+        "auto",
+        help="Show diffs and progress as widgets; auto: in a Jupyter kernel, not headless",
+    ).tag(config=True)
+
+    @default("engine")
+    def _engine_default(self) -> str:
+        return os.environ.get("TG_MAGIC_ENGINE", "")  # set by `tg-magic run --engine`
+
+    @default("backward_engine")
+    def _backward_engine_default(self) -> str:
+        return os.environ.get("TG_MAGIC_BACKWARD_ENGINE") or os.environ.get("TG_MAGIC_ENGINE", "")
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
         self.session = Session(shell.user_ns if shell is not None else {})
+        if self.engine or self.backward_engine:  # from the environment: observers did not run
+            self.session.engine = self.engine or None
+            self.session.backward_engine = self.backward_engine or None
         self._cell_id = ""
         if shell is not None:
             shell.events.register("pre_run_cell", self._pre_run_cell)
@@ -89,6 +116,9 @@ class TgMagics(Magics):
         self.session.frontend_holds_file = bool(
             os.environ.get("JPY_SESSION_NAME") and not os.environ.get("TG_MAGIC_NOTEBOOK")
         )
+        self.session.frontend = frontend.attach(shell)  # pings: presence known by the next cell
+        self.live = self._rich() and _install_live(shell)
+        self.views: list[Any] = []  # the widgets shown lately (newest last)
 
     def _pre_run_cell(self, info: Any) -> None:
         self._cell_id = getattr(info, "cell_id", None) or _kernel_cell_id(self.shell) or ""
@@ -200,10 +230,8 @@ class TgMagics(Magics):
             print(f"tests run in a child process; {containment()}")
 
     # -- running ----------------------------------------------------------------------------
-    @line_magic
-    @_guarded
-    def tgoptimize(self, line: str) -> None:
-        """%tgoptimize [LOSS] [--steps N] [--batch B] [--val FILE | --val-frac F] [--engine E]"""
+    def _optimize_run(self, line: str, *, live: bool) -> _Run:
+        """Parse %tgoptimize's line and start the run (bad input fails here, before any step)."""
         self._no_feedback_only("%tgoptimize")
         p = _parser("%tgoptimize", "Mini-batch textual gradient descent with a validation gate.")
         p.add_argument("loss", nargs="?", help="the loss to minimise (default: all)")
@@ -215,30 +243,51 @@ class TgMagics(Magics):
         p.add_argument("--engine", help="forward engine for this run")
         p.add_argument("--backward-engine", help="gradient and step engine for this run")
         args = p.parse_args(_split(line))
-        saved = self.session.engine, self.session.backward_engine
-        if args.engine:
-            self.session.engine = args.engine
-        if args.backward_engine:
-            self.session.backward_engine = args.backward_engine
-        results = []
+        return _Run(self, args, live=live)
+
+    @line_magic
+    @_guarded
+    def tgoptimize(self, line: str) -> None:
+        """%tgoptimize [LOSS] [--steps N] [--batch B] [--val FILE | --val-frac F] [--engine E]"""
+        run = self._optimize_run(line, live=False)
         try:
-            runs = self.session.optimize(
-                args.loss, steps=args.steps, batch=args.batch, val=args.val, val_frac=args.val_frac
-            )
-            progress = display({"text/plain": "starting…"}, raw=True, display_id=True)
-            for result in runs:
-                results.append(result)
-                _update(progress, render.progress_text(result, args.steps))
+            for result in run.steps:
+                run.show(result)
+                if run.stop_requested:
+                    break
         except KeyboardInterrupt:
-            print(f"stopped after {len(results)} step(s); every candidate so far is kept")
+            run.interrupted = True
         finally:
-            self.session.engine, self.session.backward_engine = saved
-        for cell in self.session.last_parameters:
-            if cell.variable.value != cell.cell_value:
-                _md(render.diff_markdown(cell.name, cell.cell_value, cell.variable.value))
-                print(
-                    f"accept it with %tgaccept {cell.name}, or reject it with %tgrevert {cell.name}"
-                )
+            run.restore()
+        run.report()
+
+    async def tgoptimize_live(self, line: str) -> None:
+        """%tgoptimize run as an async cell in a Jupyter kernel (see _live_transform): a step runs
+        as usual, then the cell yields to the kernel for a moment, which handles widget messages
+        then (ipykernel dispatches comms while an async cell runs), so Stop is seen between steps.
+        """
+        try:
+            run = self._optimize_run(line, live=True)
+        except _Help:
+            return
+        except TgMagicError as exc:
+            raise UsageError(str(exc)) from None
+        steps = iter(run.steps)
+        try:
+            while not run.stop_requested:
+                with _ctrl_c_raises():
+                    result = next(steps, None)
+                if result is None:
+                    break
+                run.show(result)
+                await asyncio.sleep(LIVE_PAUSE)  # the Stop button's click is handled here
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            run.interrupted = True
+        except TgMagicError as exc:
+            raise UsageError(str(exc)) from None
+        finally:
+            run.restore()
+        run.report()
 
     @line_magic
     @_guarded
@@ -273,8 +322,7 @@ class TgMagics(Magics):
             if before == after:
                 print(f"{cell.name}: unchanged (the optimizer's reply could not be used)")
                 continue
-            _md(render.diff_markdown(cell.name, cell.cell_value, after))
-            print(f"accept it with %tgaccept {cell.name}")
+            self._show_candidate(cell.name)
 
     @line_magic
     @_guarded
@@ -283,6 +331,10 @@ class TgMagics(Magics):
         p = _parser("%tggrad", "Show a variable's textual gradient.")
         p.add_argument("name")
         args = p.parse_args(_split(line))
+        if self.feedback_only:  # a hint: computed if needed, filtered so no solution shows
+            hints, score = self.session.hint(args.name)
+            _md(hint_markdown(args.name, hints, score))
+            return
         cell = self.session.variable(args.name)
         texts = [g.text for g in cell.variable.gradients]
         if not texts:
@@ -311,7 +363,7 @@ class TgMagics(Magics):
         p.add_argument("name")
         p.add_argument("n", nargs="?", type=int)
         args = p.parse_args(_split(line))
-        print(self.session.accept(args.name, args.n))
+        self._applied(lambda done: self.session.accept(args.name, args.n, done=done))
 
     @line_magic
     @_guarded
@@ -321,7 +373,7 @@ class TgMagics(Magics):
         p.add_argument("name")
         p.add_argument("n", nargs="?", type=int)
         args = p.parse_args(_split(line))
-        print(self.session.revert(args.name, args.n))
+        self._applied(lambda done: self.session.revert(args.name, args.n, done=done))
 
     @line_magic
     @_guarded
@@ -331,7 +383,8 @@ class TgMagics(Magics):
         p.parse_args(_split(line))
         if not self.session.variables:
             raise UsageError("the graph is empty: run a %%tgvariable cell first")
-        _md(render.graph_markdown(self.session))
+        markdown = render.graph_markdown(self.session)
+        _show(markdown, markdown=markdown, html=render.graph_html(self.session))
 
     @line_magic
     @_guarded
@@ -359,6 +412,47 @@ class TgMagics(Magics):
                 get_engine(value)  # fails now, with the fix, if the spec is wrong
             setattr(self, name, value)
         print(self._settings_text())
+
+    # -- showing ------------------------------------------------------------------------------
+    def _rich(self) -> bool:
+        """Widgets, or plain text and Markdown (consoles, headless runs)?"""
+        if self.widgets != "auto":
+            return self.widgets == "on"
+        return getattr(self.shell, "kernel", None) is not None and not os.environ.get(
+            "TG_MAGIC_NOTEBOOK"
+        )
+
+    def _show_view(self, view: Any) -> None:
+        display(view)
+        self.views = [*self.views[-19:], view]
+
+    def _show_candidate(self, name: str) -> None:
+        """A variable's candidate against its cell: a widget with buttons, or a diff."""
+        if self._rich():
+            from .widgets import CandidateView
+
+            self._show_view(CandidateView(self.session, name))
+            return
+        cell = self.session.variable(name)
+        _md(render.diff_markdown(name, cell.cell_value, cell.variable.value))
+        print(f"accept it with %tgaccept {name}, or reject it with %tgrevert {name}")
+
+    def _applied(self, call: Callable[[Done | None], str]) -> None:
+        """Show what accept or revert did. Through JupyterLab the outcome arrives after the cell
+        ends, so in a kernel it goes to a display that the callback updates."""
+        if not self._rich():
+            print(call(None))
+            return
+        handle = display({"text/plain": "…"}, raw=True, display_id=True)
+        settled: list[bool] = []
+
+        def done(ok: bool, message: str) -> None:
+            settled.append(ok)
+            _update_text(handle, message)
+
+        message = call(done)
+        if not settled:
+            _update_text(handle, message)
 
     def _settings_text(self) -> str:
         from ..engines import get_cache
@@ -398,6 +492,122 @@ def _update(handle: Any, text: str) -> None:
         handle.update({"text/plain": text, "text/markdown": text}, raw=True)
     else:
         print(text)
+
+
+def _update_text(handle: Any, text: str) -> None:
+    if handle is not None:
+        handle.update({"text/plain": text}, raw=True)
+    else:
+        print(text)
+
+
+class _Run:
+    """One %tgoptimize: its steps, and their progress (a widget with Stop, or text lines)."""
+
+    def __init__(self, magics: TgMagics, args: argparse.Namespace, *, live: bool) -> None:
+        self.magics, self.args, self.session = magics, args, magics.session
+        self.saved = self.session.engine, self.session.backward_engine
+        if args.engine:
+            self.session.engine = args.engine
+        if args.backward_engine:
+            self.session.backward_engine = args.backward_engine
+        try:
+            self.steps = self.session.optimize(
+                args.loss, steps=args.steps, batch=args.batch, val=args.val, val_frac=args.val_frac
+            )
+        except BaseException:
+            self.restore()
+            raise
+        self.results: list[StepResult] = []
+        self.interrupted = False
+        self.view: Any = None
+        self.handle: Any = None
+        if magics._rich():
+            from .widgets import ProgressView
+
+            self.view = ProgressView(args.steps, can_stop=live)
+            magics._show_view(self.view)
+        else:
+            self.handle = display({"text/plain": "starting…"}, raw=True, display_id=True)
+
+    @property
+    def stop_requested(self) -> bool:
+        return self.view is not None and self.view.stop_requested
+
+    def show(self, result: StepResult) -> None:
+        self.results.append(result)
+        if self.view is not None:
+            self.view.update(result)
+        else:
+            _update(self.handle, render.progress_text(result, self.args.steps))
+
+    def restore(self) -> None:
+        self.session.engine, self.session.backward_engine = self.saved
+
+    def report(self) -> None:
+        """After the last step, or a stop: the outcome, then each candidate against its cell."""
+        n = len(self.results)
+        stopped = self.interrupted or (self.stop_requested and n < self.args.steps)
+        message = (
+            f"stopped after {n} step(s); every candidate so far is kept"
+            if stopped
+            else f"done: {n} step(s)"
+        )
+        if self.view is not None:
+            self.view.finish(message)
+        elif stopped:
+            print(message)
+        for cell in self.session.last_parameters:
+            if cell.variable.value != cell.cell_value:
+                self.magics._show_candidate(cell.name)
+
+
+LIVE_PAUSE = 0.1  # seconds a live %tgoptimize yields to the kernel after each step
+
+_MAGIC_CALL = re.compile(r"^get_ipython\(\)\.run_line_magic\('tgoptimize', (.*)\)$")
+
+
+def _live_transform(lines: list[str]) -> list[str]:
+    """IPython input transformer: a top-level `%tgoptimize ...` line becomes an awaited call of
+    tgoptimize_live, which makes the cell async, so the kernel can handle a Stop click during it."""
+    out = []
+    for line in lines:
+        body = line.rstrip("\n")
+        match = _MAGIC_CALL.match(body)
+        if match:
+            body = (
+                "await get_ipython().magics_manager.registry['TgMagics']"
+                f".tgoptimize_live({match.group(1)})"
+            )
+        out.append(body + line[len(line.rstrip("\n")) :])
+    return out
+
+
+def _install_live(shell: Any) -> bool:
+    """Use the live %tgoptimize where the kernel dispatches comm messages while an async cell
+    runs (ipykernel 7); elsewhere a click is handled only after the cell, so no Stop button."""
+    dispatch = getattr(getattr(shell, "kernel", None), "dispatch_shell", None)
+    try:
+        concurrent = dispatch is not None and "concurrent" in inspect.signature(dispatch).parameters
+    except (TypeError, ValueError):
+        concurrent = False
+    if concurrent and _live_transform not in shell.input_transformers_post:
+        shell.input_transformers_post.append(_live_transform)
+    return concurrent
+
+
+@contextmanager
+def _ctrl_c_raises() -> Iterator[None]:
+    """In an async cell ipykernel turns Ctrl-C into a cancellation at the next `await`; a step
+    runs without awaiting, so let Ctrl-C raise KeyboardInterrupt in it, as in a plain cell."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _show(text: str, *, markdown: str | None = None, html: str | None = None) -> None:

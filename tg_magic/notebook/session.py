@@ -11,14 +11,16 @@ from pathlib import Path
 from typing import Any
 
 from .. import prompts
+from ..config import settings
 from ..data import Example, load_examples, split
 from ..engines import Engine, get_engine
 from ..errors import InputError
 from ..functions import sum as tg_sum
+from ..hints import filter_hint
 from ..loss import MetricLoss, TestLoss, TextLoss
 from ..optim import TGD
 from ..train import Objective, StepResult, optimize
-from ..variable import Variable
+from ..variable import Gradient, Variable
 from .apply import CellRef, Done, Transport, apply_to_cell
 from .history import Entry, History
 
@@ -304,7 +306,43 @@ class Session:
         loss = built.objective.loss(list(built.objective.train or []) or None)
         loss.backward(self._backward_engine())
         self.last_loss, self.last_parameters = loss, built.parameters
+        if settings.feedback_only:
+            for p in built.parameters:
+                self._as_hints(p)
         return built.parameters
+
+    # -- feedback-only mode -----------------------------------------------------------------
+    def hint(self, name: str) -> tuple[list[str], float | None]:
+        """Feedback-only mode: the variable's gradient as hints (computed now, from the losses
+        that evaluate it, when it has none yet), filtered so that no solution shows; and the
+        score of those losses when there is one."""
+        cell = self.variable(name)
+        cells = [c for c in self.losses.values() if c.target == name]
+        if not cells:
+            raise InputError(
+                f"no loss evaluates {name}: write a %%tgloss LOSS --target {name} cell "
+                "(tests or an instruction) and run it first"
+            )
+        if not cell.variable.gradients:
+            built = [self._build_one(c, None, None).objective for c in cells]
+            cell.variable.gradients = []
+            losses = [o.loss(list(o.train or []) or None) for o in built]
+            loss = losses[0] if len(losses) == 1 else tg_sum(losses)
+            loss.backward(self._backward_engine())
+            self.last_loss, self.last_parameters = loss, [cell]
+        self._as_hints(cell)
+        scored = self.last_loss is not None and cell in self.last_parameters
+        score = self.last_loss.score if scored and self.last_loss is not None else None
+        return [g.text for g in cell.variable.gradients], score
+
+    def _as_hints(self, cell: CellVariable) -> None:
+        """Replace the variable's gradients by their filtered versions (what a learner sees)."""
+        keep = [c.body for c in self.losses.values() if c.target == cell.name]
+        keep += [g.context.get("output", "") for g in cell.variable.gradients]
+        cell.variable.gradients = [
+            Gradient(filter_hint(g.text, cell.variable.value, keep), g.context)
+            for g in cell.variable.gradients
+        ]
 
     def step(self) -> list[tuple[CellVariable, str, str]]:
         """One TGD step from the last backward; returns (variable, before, after)."""

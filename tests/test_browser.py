@@ -1,0 +1,400 @@
+"""End to end in a real browser: JupyterLab with the tg-magic extension, driven by Playwright on
+Debian's chromium, the model being the loopback fake Messages API of this test process.
+
+A notebook with a buggy code cell, a test cell and `%tgoptimize` is run; Accept in the diff
+widget must rewrite the cell in the page (magic line kept, Ctrl-Z undoes it) and, once saved, in
+the .ipynb file. A second notebook checks that the Stop button ends a run between steps.
+Screenshots go to test-output/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+
+from tests.fake_api import FakeMessagesAPI
+from tests.test_notebook import BUGGY_ADD, FIXED_ADD, TESTS
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+BUILT = ROOT / "tg_magic" / "labextension" / "package.json"
+SHOTS = ROOT / "test-output"
+EXAMPLE = ROOT / "examples" / "code_vs_tests.ipynb"
+MAGIC_LINE = "%%tgvariable add --kind code"
+RAN = re.compile(r"\[(\*|\d+)\]")  # the prompt of a cell that ran or is running
+PANEL = ".jp-NotebookPanel:not(.lm-mod-hidden)"  # the notebook on show
+WAIT = 60_000  # ms: the longest any single thing may take
+
+if not CHROMIUM.exists():
+    pytest.skip(
+        f"{CHROMIUM} is missing (bash scripts/setup.sh --test installs it)", allow_module_level=True
+    )
+if not BUILT.exists():
+    pytest.skip(
+        f"the labextension is not built ({BUILT} is missing): bash scripts/setup.sh",
+        allow_module_level=True,
+    )
+sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+
+pytestmark = pytest.mark.timeout(240)
+
+
+@dataclass
+class Lab:
+    url: str
+    root: Path
+    fake: FakeMessagesAPI
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stop jupyter lab and its kernels (its whole process group)."""
+    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    base = tmp_path_factory.mktemp("lab")
+    root, config = base / "root", base / "config"
+    root.mkdir()
+    (config / "labconfig").mkdir(parents=True)
+    # No "get notified about Jupyter news?" toast, no update check, no restored workspace.
+    (config / "labconfig" / "page_config.json").write_text(
+        json.dumps({"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}})
+    )
+    fake = FakeMessagesAPI().start()
+    port = _free_port()
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("TG_MAGIC_NOTEBOOK", "JPY_SESSION_NAME")
+    }
+    env.update(
+        ANTHROPIC_BASE_URL=fake.base_url,
+        ANTHROPIC_API_KEY="test-key-for-the-fake-server-0002",
+        TG_MAGIC_CACHE=str(base / "cache.sqlite"),
+        JUPYTER_CONFIG_DIR=str(config),
+        JUPYTERLAB_SETTINGS_DIR=str(base / "settings"),
+        JUPYTERLAB_WORKSPACES_DIR=str(base / "workspaces"),
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    )
+    log = (base / "jupyter-lab.log").open("wb")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            "--no-browser",
+            "--allow-root",
+            "--ip=127.0.0.1",
+            f"--port={port}",
+            "--IdentityProvider.token=",
+            "--ServerApp.password=",
+            "--ServerApp.disable_check_xsrf=True",  # lets the test create the kernel session
+            f"--ServerApp.root_dir={root}",
+            "--LabApp.news_url=None",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/api/status", timeout=2)
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        "jupyter lab did not start:\n" + (base / "jupyter-lab.log").read_text()
+                    ) from None
+                time.sleep(0.2)
+        yield Lab(url, root, fake)
+    finally:
+        _stop(proc)
+        fake.stop()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser(lab: Lab) -> Iterator[Any]:
+    with sync_api.sync_playwright() as p:
+        chromium = p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1400, "height": 1100})
+    context.set_default_timeout(WAIT)
+    page = context.new_page()
+    try:
+        yield page
+    finally:
+        try:  # how the page looked at the end, pass or fail
+            shot(page, f"last-{request.node.name}")
+        finally:
+            context.close()
+
+
+def write_notebook(path: Path, cells: list[str]) -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3 (ipykernel)",
+        "language": "python",
+    }
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
+    nbformat.write(nb, path)
+    return nb
+
+
+def shot(page: Any, name: str, element: Any = None) -> None:
+    SHOTS.mkdir(exist_ok=True)
+    (element or page).screenshot(path=str(SHOTS / f"{name}.png"))
+
+
+def cells(page: Any) -> Any:
+    """The cells of the notebook on show."""
+    return page.locator(f"{PANEL} .jp-Cell")
+
+
+def dismiss_dialogs(page: Any) -> None:
+    """Accept a kernel-selection (or any) dialog: it would block every click."""
+    dialog = page.locator(".jp-Dialog")
+    if dialog.count():
+        button = dialog.locator("button.jp-mod-accept")
+        if button.count():
+            button.first.click()
+        else:
+            page.keyboard.press("Enter")
+
+
+def open_and_run_all(page: Any, lab: Lab, name: str) -> None:
+    """Open a notebook and run all its cells from the Run menu, as a person would."""
+    # Its kernel session exists before the page opens: otherwise JupyterLab may ask which
+    # kernel to start (when the kernel specs arrive after the notebook) and lose the run.
+    request = urllib.request.Request(
+        f"{lab.url}/api/sessions",
+        data=json.dumps(
+            {"path": name, "name": name, "type": "notebook", "kernel": {"name": "python3"}}
+        ).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    urllib.request.urlopen(request, timeout=30).close()
+    # A workspace of its own: no notebook of an earlier test is restored beside this one.
+    page.goto(f"{lab.url}/lab/workspaces/{name.replace('.', '-')}/tree/{name}")
+    cells(page).first.locator(".cm-content").wait_for()
+    indicator = page.locator(f"{PANEL} .jp-Notebook-ExecutionIndicator")
+    first_prompt = cells(page).first.locator(".jp-InputPrompt")
+    for _attempt in range(3):
+        wait_until(
+            lambda: (dismiss_dialogs(page), indicator.get_attribute("data-status") == "idle")[1],
+            "the kernel",
+        )
+        page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+        page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+        try:  # a run-all sent before the kernel is really connected can be lost: try again
+            wait_until(
+                lambda: (dismiss_dialogs(page), bool(RAN.search(first_prompt.inner_text())))[1],
+                "the first cell to run",
+                10,
+            )
+            return
+        except AssertionError:
+            page.keyboard.press("Escape")
+    raise AssertionError("Run All Cells did not start the notebook")
+
+
+def wait_for(page: Any, locator: Any, what: str, seconds: float = 60) -> None:
+    """Wait until `locator` is visible, clicking through dialogs meanwhile."""
+    wait_until(lambda: (dismiss_dialogs(page), locator.first.is_visible())[1], what, seconds)
+
+
+def cell_text(page: Any, index: int) -> str:
+    return str(cells(page).nth(index).locator(".cm-content").inner_text())
+
+
+def wait_until(check: Callable[[], bool], what: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def test_accept_in_the_widget_rewrites_the_cell_in_the_page_and_the_file(
+    lab: Lab, page: Any
+) -> None:
+    lab.fake.add_rule(
+        "<IMPROVED_VARIABLE>", f"<IMPROVED_VARIABLE>\n{FIXED_ADD}</IMPROVED_VARIABLE>"
+    )
+    path = lab.root / "code_vs_tests.ipynb"
+    write_notebook(
+        path,
+        [
+            "%load_ext tg_magic",
+            f"{MAGIC_LINE}\n{BUGGY_ADD}",
+            f"%%tgloss add_tests --target add --tests\n{TESTS}",
+            "%tgoptimize --steps 1",
+            "%tggraph",
+        ],
+    )
+    started = time.monotonic()
+    open_and_run_all(page, lab, path.name)
+
+    widget = page.locator(".tg-magic-candidate")
+    wait_for(page, widget, "the candidate widget")
+    cells(page).nth(4).locator(".jp-OutputArea-output").wait_for()
+    widget.scroll_into_view_if_needed()
+    shot(page, "01-candidate-widget")
+    assert "return a + b" in widget.inner_text()
+    assert "unified" in widget.inner_text().lower()
+
+    widget.locator("button", has_text="Accept").click()
+    status = widget.locator(".tg-magic-status")
+    wait_until(lambda: "the cell was updated in JupyterLab" in status.inner_text(), "the edit")
+    source = cell_text(page, 1)
+    assert source.startswith(MAGIC_LINE), source
+    assert "return a + b" in source and "return a - b" not in source
+    cells(page).nth(1).scroll_into_view_if_needed()
+    shot(page, "02-accepted")
+
+    # Saved, the file has it too (the edit went through the frontend, not behind its back).
+    cells(page).nth(1).locator(".jp-InputPrompt").click()
+    page.keyboard.press("Control+s")
+
+    def saved_source() -> str:
+        return str(nbformat.read(path, as_version=4).cells[1].source)
+
+    wait_until(lambda: "return a + b" in saved_source(), "the saved file")
+    assert saved_source().startswith(MAGIC_LINE)
+
+    # One undo step in the cell brings the old text back.
+    cells(page).nth(1).locator(".cm-content").click()
+    page.keyboard.press("Control+z")
+    wait_until(lambda: "return a - b" in cell_text(page, 1), "the undo", 10)
+    assert cell_text(page, 1).startswith(MAGIC_LINE)
+
+    # %tggraph: the graph as inline SVG; each arrow's tooltip is the latest gradient.
+    graph = cells(page).nth(4).locator(".jp-OutputArea-output")
+    wait_for(page, graph.locator("svg.tg-magic-graph"), "the graph")
+    graph.scroll_into_view_if_needed()
+    shot(page, "03-graph", graph)
+    assert "add_tests" in graph.inner_text()
+    tip = graph.locator("svg.tg-magic-graph .tg-magic-edge title").first.text_content()
+    assert tip.startswith("add → add_tests: latest gradient") and "could be improved" in tip
+    print(f"browser flow took {time.monotonic() - started:.1f} s")
+
+
+def slow_optimization(lab: Lab, name: str, tail: list[str]) -> Path:
+    """A notebook whose %tgoptimize takes a few seconds a step (the fake answers slowly)."""
+    lab.fake.add_rule(
+        "<IMPROVED_VARIABLE>", f"<IMPROVED_VARIABLE>\n{FIXED_ADD}</IMPROVED_VARIABLE>"
+    )
+    lab.fake.latency = 0.5
+    path = lab.root / name
+    write_notebook(
+        path,
+        [
+            "%load_ext tg_magic\n%tgconfig --cache off",
+            f"{MAGIC_LINE}\n{BUGGY_ADD}",
+            f"%%tgloss add_tests --target add --tests\n{TESTS}",
+            "%tgoptimize --steps 8",
+            *tail,
+        ],
+    )
+    return path
+
+
+def steps_done(progress_text: str) -> int:
+    return int(progress_text.split("stopped after ")[1].split(" ")[0])
+
+
+def test_stop_button_ends_the_run_between_steps(lab: Lab, page: Any) -> None:
+    path = slow_optimization(lab, "stop.ipynb", ["print('after the run')", "%tgaccept add"])
+    try:
+        open_and_run_all(page, lab, path.name)
+        progress = page.locator(".tg-magic-progress")
+        wait_for(page, progress, "the progress widget")
+        wait_until(lambda: "step 1/8" in progress.inner_text(), "the first step")
+        shot(page, "04-progress")
+        progress.locator("button", has_text="Stop").click()
+        wait_until(lambda: "stopped after" in progress.inner_text(), "the stop", 30)
+        text = progress.inner_text()
+        assert 1 <= steps_done(text) <= 3, text  # the step under way ends, then the run
+        shot(page, "05-stopped")
+        # The cells after it run as usual; the candidate is kept, and %tgaccept takes it: its
+        # output is a display that JupyterLab's answer updates after the cell has ended.
+        page.locator(".tg-magic-candidate").wait_for()
+        wait_until(lambda: "after the run" in cells(page).nth(4).inner_text(), "the next cell")
+        accepted = cells(page).nth(5).locator(".jp-OutputArea-output")
+        wait_until(
+            lambda: "the cell was updated in JupyterLab" in accepted.inner_text(), "%tgaccept"
+        )
+        assert "return a + b" in cell_text(page, 1) and cell_text(page, 1).startswith(MAGIC_LINE)
+    finally:
+        lab.fake.latency = 0.0
+
+
+def test_kernel_interrupt_stops_the_run_at_once_and_keeps_the_candidates(
+    lab: Lab, page: Any
+) -> None:
+    path = slow_optimization(lab, "interrupt.ipynb", ["print('after the run')"])
+    try:
+        open_and_run_all(page, lab, path.name)
+        progress = page.locator(".tg-magic-progress")
+        wait_for(page, progress, "the progress widget")
+        wait_until(lambda: "step 1/8" in progress.inner_text(), "the first step")
+        page.locator(f"{PANEL} [data-jp-item-name='interrupt'] button").click()  # ■
+        wait_until(lambda: "stopped after" in progress.inner_text(), "the interrupt", 30)
+        assert steps_done(progress.inner_text()) <= 2
+        page.locator(".tg-magic-candidate").wait_for()  # the candidate of step 1 is kept
+        wait_until(lambda: "after the run" in cells(page).nth(4).inner_text(), "the next cell")
+        shot(page, "06-interrupted")
+    finally:
+        lab.fake.latency = 0.0

@@ -1,0 +1,423 @@
+"""The widgets in-process: magics driven through InteractiveShell, buttons pressed with
+`Button.click()`, and the JupyterLab transport's protocol driven through real `comm` objects
+(outside a kernel `comm.create_comm` gives a comm whose publishing is a no-op; the frontend's
+reply or close is delivered with `handle_msg` / `handle_close`, as ipykernel would)."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import nbformat
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+
+from tests.fake_api import FakeMessagesAPI
+from tests.test_notebook import BUGGY_ADD, FIXED_ADD, TESTS, Cells, fix_add
+from tg_magic.notebook import frontend
+from tg_magic.notebook.apply import CellRef
+from tg_magic.notebook.magics import TgMagics, _install_live, _live_transform
+from tg_magic.notebook.widgets import CELL, CandidateView, ProgressView
+
+COMMENTS = "".join(f"    # step {i} of the addition\n" for i in range(1, 19))
+LONG_BUGGY = f"def add(a, b):\n{COMMENTS}    return a - b\n"
+LONG_FIXED = f"def add(a, b):\n{COMMENTS}    return a + b\n"
+
+
+@pytest.fixture
+def cells(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Iterator[Cells]:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    monkeypatch.delenv("TG_MAGIC_NOTEBOOK", raising=False)
+    InteractiveShell.clear_instance()
+    shell = InteractiveShell.instance()
+    runner = Cells(shell, capsys)
+    runner.run("%load_ext tg_magic")
+    runner.run('%config TgMagics.widgets = "on"')
+    assert runner.error is None
+    yield runner
+    shell.run_cell("%unload_ext tg_magic")
+    InteractiveShell.clear_instance()
+
+
+def magics_of(cells: Cells) -> TgMagics:
+    found = cells.shell.magics_manager.registry["TgMagics"]
+    assert isinstance(found, TgMagics)
+    return found
+
+
+def plain(markup: str) -> str:
+    """What a person reads in an HTML fragment."""
+    return html.unescape(re.sub(r"<[^>]+>", "", markup))
+
+
+def candidate(cells: Cells) -> CandidateView:
+    view = magics_of(cells).views[-1]
+    assert isinstance(view, CandidateView)
+    return view
+
+
+def define(
+    cells: Cells, code: str = BUGGY_ADD, ids: tuple[str, str] = ("c-add", "c-tests")
+) -> None:
+    cells.run(f"%%tgvariable add --kind code\n{code}", ids[0])
+    cells.run(f"%%tgloss add_tests --target add --tests\n{TESTS}", ids[1])
+    assert cells.error is None
+
+
+def test_diff_widget_shows_the_candidate_and_folds_unchanged_lines(
+    cells: Cells, fake_api: FakeMessagesAPI
+) -> None:
+    define(cells, LONG_BUGGY)
+    fake_api.add_rule(
+        "<IMPROVED_VARIABLE>", f"<IMPROVED_VARIABLE>\n{LONG_FIXED}</IMPROVED_VARIABLE>"
+    )
+    shown = cells.run("%tgoptimize --steps 1")
+    assert cells.error is None, shown
+    view = candidate(cells)
+    side, unified = plain(view.side.value), plain(view.unified.value)
+    for text in (side, unified):
+        assert "return a + b" in text and "return a - b" in text
+        assert "… 16 unchanged lines" in text  # the head of the function is folded
+        assert "step 1 of" not in text and "step 18 of" in text  # three lines of context
+    assert "<span style=" in view.side.value  # the code is highlighted
+    assert "jp-mirror-editor-keyword-color" in view.side.value
+    assert "0.000 → 1.000" in plain(view.scores.value)  # tests passed: before, after
+    gradient = view.gradient.outputs[0]["data"]["text/markdown"]
+    assert "Textual gradient of `add`" in gradient
+    assert view.accept_button.description == "Accept #1"
+    # The plain-text twin, for consoles and notebooks opened without the widget manager:
+    bundle = view._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert "+    return a + b" in bundle["text/plain"] and "+    return a + b" in shown
+    assert "%tgaccept add 1" in shown
+
+
+def test_accept_writes_the_notebook_file_then_revert_restores_it(
+    cells: Cells, fake_api: FakeMessagesAPI, tmp_path: Path
+) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("%load_ext tg_magic"),
+        nbformat.v4.new_code_cell(f"%%tgvariable add --kind code\n{BUGGY_ADD}"),
+        nbformat.v4.new_code_cell(f"%%tgloss add_tests --target add --tests\n{TESTS}"),
+    ]
+    path = tmp_path / "work.ipynb"
+    nbformat.write(nb, path)
+    cells.run(f"%tgconfig --notebook {path}")
+    define(cells, ids=(nb.cells[1].id, nb.cells[2].id))
+    fix_add(fake_api)
+    cells.run("%tgoptimize --steps 1")
+    view = candidate(cells)
+    session = magics_of(cells).session
+
+    view.accept_button.click()
+    assert "wrote add into work.ipynb" in plain(view.status.value)
+    saved = nbformat.read(path, as_version=4).cells[1].source
+    assert saved.rstrip() == f"%%tgvariable add --kind code\n{FIXED_ADD}".rstrip()
+    assert [e.status for e in session.history.entries("add")] == ["original", "accepted"]
+    assert session.variables["add"].cell_value.rstrip() == FIXED_ADD.rstrip()
+    assert view.accept_button.disabled  # the cell holds it now: nothing to accept
+    assert "(no change)" in view.side.value
+
+    view.revert_button.click()
+    assert nbformat.read(path, as_version=4).cells[1].source.endswith("return a - b")
+    assert session.history.entries("add")[0].status == "reverted"
+    assert session.variables["add"].variable.value.rstrip() == BUGGY_ADD.rstrip()
+
+
+def test_accept_without_a_notebook_file_shows_the_new_cell(
+    cells: Cells, fake_api: FakeMessagesAPI
+) -> None:
+    define(cells)
+    fix_add(fake_api)
+    cells.run("%tgoptimize --steps 1")
+    view = candidate(cells)
+    view.accept_button.click()
+    status = plain(view.status.value)
+    assert "the cell was not edited" in status
+    assert f"%%tgvariable add --kind code\n{FIXED_ADD}".rstrip() in status
+    assert "tg-magic-status" in view.status.value
+
+
+def test_reject_gives_the_variable_the_cell_text_again(
+    cells: Cells, fake_api: FakeMessagesAPI
+) -> None:
+    define(cells)
+    fix_add(fake_api)
+    cells.run("%tgoptimize --steps 1")
+    session = magics_of(cells).session
+    assert session.variables["add"].variable.value.rstrip() == FIXED_ADD.rstrip()
+    view = candidate(cells)
+    view.reject_button.click()
+    assert session.variables["add"].variable.value.rstrip() == BUGGY_ADD.rstrip()
+    assert session.history.latest("add").status == "rejected"  # type: ignore[union-attr]
+    assert "candidate rejected" in plain(view.status.value)
+    assert view.reject_button.disabled
+
+
+def test_iteration_selector_compares_any_two_entries(
+    cells: Cells, fake_api: FakeMessagesAPI
+) -> None:
+    define(cells)
+    replies = iter(["return a + b  # first", "return b + a  # second"])
+
+    def propose(body: dict[str, Any], text: str) -> str:
+        line = next(replies, "return b + a  # second")
+        return f"<IMPROVED_VARIABLE>\ndef add(a, b):\n    {line}\n</IMPROVED_VARIABLE>"
+
+    fake_api.add_rule("<IMPROVED_VARIABLE>", propose)
+    shown = cells.run("%tgoptimize --steps 2")
+    assert cells.error is None, shown
+    view = candidate(cells)
+    assert [v for _, v in view.compare_from.options] == [CELL, 0, 1, 2]
+    assert [v for _, v in view.compare_to.options] == [0, 1, 2]
+    assert view.compare_to.value == 2 and view.compare_from.value == CELL
+    view.select(1, 2)
+    side = plain(view.side.value)
+    assert "# first" in side and "# second" in side and "return a - b" not in side
+    assert "against #1" in plain(view.title.value)
+    view.compare_from.value = 0  # as a person picks it in the dropdown
+    side = plain(view.side.value)
+    assert "return a - b" in side and "# second" in side and "# first" not in side
+    view.compare_to.value = 1
+    assert view.accept_button.description == "Accept #1"
+
+
+def test_progress_widget_updates_per_step(cells: Cells, fake_api: FakeMessagesAPI) -> None:
+    define(cells)
+    fix_add(fake_api)
+    session = magics_of(cells).session
+    view = ProgressView(2, can_stop=True)
+    assert view.bar.value == 0 and "no score yet" in view.curve.value
+    for step, result in enumerate(session.optimize("add_tests", steps=2), 1):
+        view.update(result)
+        assert view.bar.value == step and view.bar.description == f"step {step}/2"
+        points = re.search(r'points="([^"]+)"', view.curve.value)
+        assert points is not None and len(points.group(1).split()) == step + 1
+        assert f"step {step}/2" in plain(view.label.value)
+        assert view.usage.calls > 0 and "tokens" in plain(view.usage_label.value)
+    view.finish("done: 2 step(s)")
+    assert view.bar.bar_style == "success" and view.stop_button.layout.display == "none"
+
+
+def test_optimize_shows_progress_then_the_candidate(
+    cells: Cells, fake_api: FakeMessagesAPI
+) -> None:
+    define(cells)
+    fix_add(fake_api)
+    cells.run("%tgoptimize --steps 2")
+    progress, view = magics_of(cells).views[-2:]
+    assert isinstance(progress, ProgressView) and isinstance(view, CandidateView)
+    assert progress.bar.value == 2 and progress.results == 2
+    assert "done: 2 step(s)" in plain(progress.label.value)
+    assert progress.stop_button.layout.display == "none"  # a plain cell cannot see a click
+
+
+def test_stop_button_ends_a_live_run_after_the_step_under_way(
+    cells: Cells, fake_api: FakeMessagesAPI
+) -> None:
+    define(cells)
+    magics = magics_of(cells)
+    clicked = threading.Event()
+
+    def propose(body: dict[str, Any], text: str) -> str:
+        if not clicked.is_set():  # a person presses Stop while step 1 runs
+            clicked.set()
+            progress = magics.views[-1]
+            assert isinstance(progress, ProgressView)
+            progress.stop_button.click()
+        return f"<IMPROVED_VARIABLE>\n{FIXED_ADD}</IMPROVED_VARIABLE>"
+
+    fake_api.add_rule("<IMPROVED_VARIABLE>", propose)
+    asyncio.run(magics.tgoptimize_live("--steps 5"))
+    progress = next(v for v in magics.views if isinstance(v, ProgressView))
+    assert progress.results == 1 and progress.stop_requested
+    assert "stopped after 1 step(s)" in progress.label.value
+    assert progress.bar.bar_style == "warning"
+    assert isinstance(magics.views[-1], CandidateView)  # the candidate is kept and shown
+
+
+def test_ctrl_c_stops_a_live_run_inside_a_step(cells: Cells, fake_api: FakeMessagesAPI) -> None:
+    define(cells)
+    fix_add(fake_api)
+    fake_api.latency = 0.4
+    magics = magics_of(cells)
+    timer = threading.Timer(1.5, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        asyncio.run(magics.tgoptimize_live("--steps 20"))
+    finally:
+        timer.cancel()
+    progress = next(v for v in magics.views if isinstance(v, ProgressView))
+    assert "stopped after" in progress.label.value and progress.results < 20
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+
+
+def test_step_shows_the_candidate_widget(cells: Cells, fake_api: FakeMessagesAPI) -> None:
+    cells.run("%%tgvariable answer --kind text\nThe capital of Australia is Sydney.")
+    cells.run("%%tgloss check --target answer\nIs the answer factually right?")
+    cells.run("%tgbackward check")
+    shown = cells.run("%tgstep")
+    view = candidate(cells)
+    assert view.name == "answer" and "Think step by step" in plain(view.side.value)
+    assert "accept it with %tgaccept answer" in shown
+
+
+# -- the JupyterLab transport -------------------------------------------------------------
+
+
+REF = CellRef("add", "cell-add", "%%tgvariable add --kind code")
+
+
+def reply(channel: Any, data: dict[str, Any]) -> None:
+    """The frontend answers on the comm, as ipykernel delivers it."""
+    channel.handle_msg({"content": {"comm_id": channel.comm_id, "data": data}})
+
+
+def only_pending(transport: frontend.CommTransport) -> tuple[str, Any]:
+    assert len(transport.pending) == 1
+    return next(iter(transport.pending.items()))
+
+
+def test_transport_confirms_an_edit_when_jupyterlab_answers() -> None:
+    transport = frontend.CommTransport()
+    outcomes: list[tuple[bool, str]] = []
+    assert transport.replace_cell(REF, FIXED_ADD, lambda ok, m: outcomes.append((ok, m)))
+    request_id, channel = only_pending(transport)
+    assert outcomes == [] and channel.target_name == "tg_magic"
+    reply(channel, {"request_id": "someone-else", "ok": True})  # not ours: ignored
+    assert outcomes == []
+    reply(channel, {"request_id": request_id, "ok": True, "cell_id": "cell-add", "source": "x"})
+    assert outcomes == [(True, outcomes[0][1])] and "the cell was updated" in outcomes[0][1]
+    assert transport.state == frontend.PRESENT and transport.pending == {}
+    assert channel._closed  # the kernel closes the comm once answered
+    reply(channel, {"request_id": request_id, "ok": True})  # a duplicate changes nothing
+    assert len(outcomes) == 1
+
+
+def test_transport_reports_a_failed_edit_with_the_new_cell() -> None:
+    transport = frontend.CommTransport()
+    outcomes: list[tuple[bool, str]] = []
+    transport.replace_cell(REF, FIXED_ADD, lambda ok, m: outcomes.append((ok, m)))
+    request_id, channel = only_pending(transport)
+    error = 'No cell with id "cell-add" in this notebook.'
+    reply(channel, {"request_id": request_id, "ok": False, "cell_id": "cell-add", "error": error})
+    ((ok, message),) = outcomes
+    assert not ok and 'No cell with id "cell-add" in this notebook' in message
+    assert f"%%tgvariable add --kind code\n{FIXED_ADD}".rstrip() in message
+    assert transport.state == frontend.PRESENT  # it answered: the extension is there
+
+
+def test_transport_closed_unanswered_means_no_extension(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JPY_SESSION_NAME", "/tmp/work.ipynb")
+    transport = frontend.CommTransport()
+    outcomes: list[tuple[bool, str]] = []
+    transport.replace_cell(REF, FIXED_ADD, lambda ok, m: outcomes.append((ok, m)))
+    _, channel = only_pending(transport)
+    channel.handle_close({"content": {"comm_id": channel.comm_id, "data": {}}})
+    ((ok, message),) = outcomes
+    assert not ok and "extension is not active" in message and "return a + b" in message
+    assert transport.state == frontend.ABSENT
+    # Later edits do not try the comm again: apply falls back at once.
+    assert not transport.replace_cell(REF, FIXED_ADD, lambda ok, m: outcomes.append((ok, m)))
+    assert transport.pending == {} and len(outcomes) == 1
+
+
+def test_ping_learns_that_the_extension_is_there() -> None:
+    transport = frontend.CommTransport()
+    transport.ping()
+    request_id, channel = only_pending(transport)
+    reply(channel, {"request_id": request_id, "ok": True, "version": "0.1.0"})
+    assert transport.state == frontend.PRESENT and transport.version == "0.1.0"
+
+
+def test_attached_only_in_a_kernel_under_a_jupyter_server(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    kernel_shell = SimpleNamespace(kernel=object())
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    monkeypatch.delenv("TG_MAGIC_NOTEBOOK", raising=False)
+    assert frontend.attach(kernel_shell) is None  # a console kernel, nbclient...
+    monkeypatch.setenv("JPY_SESSION_NAME", "/tmp/work.ipynb")
+    assert frontend.attach(SimpleNamespace()) is None  # not a kernel
+    attached = frontend.attach(kernel_shell)
+    assert attached is not None and len(attached.pending) == 1  # the ping is out
+    monkeypatch.setenv("TG_MAGIC_NOTEBOOK", "/tmp/work.ipynb")  # headless: nobody answers
+    assert frontend.attach(kernel_shell) is None
+
+
+def test_widget_accept_through_jupyterlab_is_confirmed_later(
+    cells: Cells, fake_api: FakeMessagesAPI
+) -> None:
+    define(cells)
+    fix_add(fake_api)
+    session = magics_of(cells).session
+    session.frontend, session.frontend_holds_file = frontend.CommTransport(), True
+    cells.run("%tgoptimize --steps 1")
+    view = candidate(cells)
+    view.accept_button.click()
+    assert "sent add to JupyterLab" in plain(view.status.value)
+    assert session.history.latest("add").status == "candidate"  # type: ignore[union-attr]
+    request_id, channel = only_pending(session.frontend)
+    reply(channel, {"request_id": request_id, "ok": True, "cell_id": "c-add", "source": "…"})
+    assert "the cell was updated in JupyterLab" in plain(view.status.value)
+    assert session.history.latest("add").status == "accepted"  # type: ignore[union-attr]
+    assert session.variables["add"].cell_value.rstrip() == FIXED_ADD.rstrip()
+
+
+def test_tgaccept_display_is_updated_when_jupyterlab_answers(
+    cells: Cells, fake_api: FakeMessagesAPI
+) -> None:
+    define(cells)
+    fix_add(fake_api)
+    session = magics_of(cells).session
+    session.frontend, session.frontend_holds_file = frontend.CommTransport(), True
+    cells.run("%tgoptimize --steps 1")
+    assert "sent add to JupyterLab" in cells.run("%tgaccept add")
+    request_id, channel = only_pending(session.frontend)
+    error = 'Cell "c-add" is read-only, so it was not changed.'
+    reply(channel, {"request_id": request_id, "ok": False, "cell_id": "c-add", "error": error})
+    shown = cells.capsys.readouterr().out  # the display handle's update
+    assert "is read-only" in shown and "return a + b" in shown
+    assert session.history.latest("add").status == "candidate"  # type: ignore[union-attr]
+
+
+# -- staying light --------------------------------------------------------------------------
+
+
+def test_load_ext_imports_no_widgets() -> None:
+    code = (
+        "import sys; from IPython.core.interactiveshell import InteractiveShell as S;"
+        "S.instance().run_line_magic('load_ext', 'tg_magic');"
+        "print([m for m in sys.modules if m.split('.')[0] in ('ipywidgets', 'pygments.lexers')"
+        " or m.endswith('notebook.widgets')])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_live_transform_makes_only_a_top_level_tgoptimize_async() -> None:
+    lines = [
+        "x = 1\n",
+        "get_ipython().run_line_magic('tgoptimize', '--steps 2')\n",
+        "    get_ipython().run_line_magic('tgoptimize', '')\n",
+    ]
+    out = _live_transform(lines)
+    assert out[0] == lines[0] and out[2] == lines[2]
+    assert out[1] == (
+        "await get_ipython().magics_manager.registry['TgMagics'].tgoptimize_live('--steps 2')\n"
+    )
+    assert not _install_live(InteractiveShell.instance())  # no kernel: plain cells

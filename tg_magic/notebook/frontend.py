@@ -1,0 +1,125 @@
+"""Accept through JupyterLab: an `apply.Transport` over the `tg_magic` comm of our labextension.
+
+The kernel opens one comm per request, with the request in the open message
+(`{"action": "replace_cell", "request_id", "cell_id", "body"}` or `{"action": "ping", ...}`); the
+extension edits the cell (keeping its `%%` line, one undo step) and answers on the same comm
+(`{"request_id", "ok": true, ...}` or `{"request_id", "ok": false, "error"}`). Answers arrive on
+the shell channel, so only after the running cell ends: `replace_cell` returns at once and the
+outcome reaches `done(ok, message)` later. When no frontend registered the target, JupyterLab
+closes the comm at once with no answer: the extension is absent, the edit falls back to showing
+the new cell, and later requests are not sent at all (`replace_cell` returns False).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from .apply import CellRef, Done, cell_source, show
+
+TARGET = "tg_magic"
+
+UNKNOWN, PRESENT, ABSENT = "unknown", "present", "absent"
+
+Reply = Callable[[dict[str, Any]], None]
+
+
+def wanted(shell: Any) -> bool:
+    """A kernel under a Jupyter server, not a headless run (nbclient never answers a comm)."""
+    return (
+        getattr(shell, "kernel", None) is not None
+        and bool(os.environ.get("JPY_SESSION_NAME"))
+        and not os.environ.get("TG_MAGIC_NOTEBOOK")
+    )
+
+
+def attach(shell: Any) -> CommTransport | None:
+    """The transport for this kernel, already pinging (presence is known by the next cell)."""
+    if not wanted(shell):
+        return None
+    transport = CommTransport()
+    transport.ping()
+    return transport
+
+
+class CommTransport:
+    """Edits cells in JupyterLab; remembers whether the extension answers at all."""
+
+    def __init__(self, target: str = TARGET) -> None:
+        self.target = target
+        self.state = UNKNOWN
+        self.version: str | None = None
+        self.pending: dict[str, Any] = {}  # request_id -> its comm, until answered or closed
+
+    # -- the Transport protocol -----------------------------------------------------------
+    def replace_cell(self, ref: CellRef, body: str, done: Done) -> bool:
+        if self.state == ABSENT:
+            return False
+        request = {
+            "action": "replace_cell",
+            "request_id": uuid.uuid4().hex,
+            "cell_id": ref.cell_id,
+            "body": body,
+        }
+
+        def answered(data: dict[str, Any]) -> None:
+            if data.get("ok"):
+                done(
+                    True,
+                    f"{ref.name}: the cell was updated in JupyterLab (Ctrl-Z in the cell undoes "
+                    "it); run the cell to use it",
+                )
+                return
+            error = str(data.get("error") or "no reason given").rstrip(".")
+            done(
+                False,
+                f"JupyterLab could not edit the cell of {ref.name} ({error}), so the cell was "
+                f"not edited: replace it with\n\n{cell_source(ref.magic_line, body)}",
+            )
+
+        def closed() -> None:
+            done(False, show(ref, body))
+
+        self._send(request, answered, closed)
+        return True
+
+    # -- presence -------------------------------------------------------------------------
+    def ping(self) -> None:
+        def answered(data: dict[str, Any]) -> None:
+            version = data.get("version")
+            self.version = str(version) if version is not None else None
+
+        self._send({"action": "ping", "request_id": uuid.uuid4().hex}, answered, lambda: None)
+
+    # -- the comm -------------------------------------------------------------------------
+    def _send(self, request: dict[str, Any], answered: Reply, closed: Callable[[], None]) -> None:
+        """Open a comm carrying `request`; `answered(data)` or `closed()` runs once, later."""
+        import comm
+
+        request_id = request["request_id"]
+        channel = comm.create_comm(target_name=self.target, data=request)
+        self.pending[request_id] = channel
+
+        def on_msg(msg: dict[str, Any]) -> None:
+            data = (msg.get("content") or {}).get("data") or {}
+            if not isinstance(data, dict) or data.get("request_id") not in (request_id, None):
+                return  # not the answer to this request
+            if self.pending.pop(request_id, None) is None:
+                return  # already settled
+            self.state = PRESENT
+            try:
+                channel.close()
+            finally:
+                answered(data)
+
+        def on_close(msg: dict[str, Any]) -> None:
+            if self.pending.pop(request_id, None) is None:
+                return
+            if self.state == UNKNOWN:
+                self.state = ABSENT  # closed without a word: nobody registered the target
+            closed()
+
+        channel.on_msg(on_msg)
+        channel.on_close(on_close)
