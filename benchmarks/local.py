@@ -194,7 +194,8 @@ def main() -> None:
 
     imported, load, llama = measure_load()
     print(f"import llama_cpp: {imported:.2f} s")
-    print(f"load time: {load:.2f} s ({local_engine.default_model_path().name})")
+    name = local_engine.default_model_path().name
+    print(f"load time: {load:.2f} s ({name}, {local_engine._threads()} threads)")
     ttft = [time_to_first_token(llama) for _ in range(args.repeat)]
     median = statistics.median(ttft)
     print(f"time to first token: {min(ttft) * 1000:.0f} ms (median {median * 1000:.0f} ms)")

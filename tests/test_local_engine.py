@@ -1,6 +1,6 @@
 """The embedded local engine, really generating with SmolLM2-135M through llama.cpp.
 
-Replies are kept short (small max_tokens): the whole module runs in well under a minute on 2 cores.
+Replies are kept short (small max_tokens): ~10 s on 2 idle cores, ~2 min when they are busy.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from typing import Any
 
 import nbformat
 import pytest
+from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
 from tests.fake_api import FakeMessagesAPI
@@ -421,3 +422,11 @@ def test_live_transform_makes_only_a_top_level_tgoptimize_async() -> None:
         "await get_ipython().magics_manager.registry['TgMagics'].tgoptimize_live('--steps 2')\n"
     )
     assert not _install_live(InteractiveShell.instance())  # no kernel: plain cells
+
+
+def test_live_optimize_answers_help_and_reports_bad_input(cells: Cells) -> None:
+    magics = magics_of(cells)
+    asyncio.run(magics.tgoptimize_live("--help"))
+    assert "usage: %tgoptimize" in cells.capsys.readouterr().out
+    with pytest.raises(UsageError, match="no loss defined"):
+        asyncio.run(magics.tgoptimize_live("--steps 1"))

@@ -131,6 +131,7 @@ def _trained_context(llama: Any) -> int | None:
 _models: dict[str, _Loaded] = {}
 _models_lock = threading.Lock()
 _workers: dict[str, ThreadPoolExecutor] = {}
+_workers_lock = threading.Lock()  # not _models_lock, held during loads: the loop must not wait
 
 
 def _worker(key: str) -> ThreadPoolExecutor:
@@ -138,7 +139,7 @@ def _worker(key: str) -> ThreadPoolExecutor:
     default executor, where they would hold threads that the core needs (StringBasedFunction).
     A queued call that is cancelled never runs; a running one finishes (llama-cpp-python's chat
     API has no way to stop it), taking at most MAX_OUTPUT_TOKENS tokens."""
-    with _models_lock:
+    with _workers_lock:
         if key not in _workers:
             _workers[key] = ThreadPoolExecutor(1, thread_name_prefix="tg_magic-local")
         return _workers[key]
@@ -148,7 +149,8 @@ def _threads() -> int:
     """One llama.cpp thread per core this process may use, or TG_MAGIC_LOCAL_THREADS.
 
     llama.cpp's threads spin at every barrier: when other processes keep the cores busy, using
-    them all collapses speed (measured on 2 busy cores: 2 threads 2-5 tokens/s, 1 thread 14-32).
+    them all collapses speed. Measured on 2 cores busy with other work: 2 threads 1.5-9
+    tokens/s, 1 thread 14-32; on idle cores, 2 threads ~100-125 tokens/s, 1 thread ~70.
     """
     env = os.environ.get("TG_MAGIC_LOCAL_THREADS", "").strip()
     if env:

@@ -443,16 +443,17 @@ class TgMagics(Magics):
         if not self._rich():
             print(call(None))
             return
-        handle = display({"text/plain": "…"}, raw=True, display_id=True)
-        settled: list[bool] = []
+        shown: dict[str, Any] = {}  # the display, once there; an outcome that came before it
 
         def done(ok: bool, message: str) -> None:
-            settled.append(ok)
-            _update_text(handle, message)
+            if "handle" in shown:
+                _update_text(shown["handle"], message)
+            else:
+                shown["outcome"] = message
 
-        message = call(done)
-        if not settled:
-            _update_text(handle, message)
+        message = call(done)  # bad input raises here, before anything is shown
+        text = shown.get("outcome", message)
+        shown["handle"] = display({"text/plain": text}, raw=True, display_id=True)
 
     def _settings_text(self) -> str:
         from ..engines import get_cache
