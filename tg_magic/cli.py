@@ -313,14 +313,14 @@ def _merge_accepted(executed: Any, on_disk: Path, started_with: list[str]) -> li
     return changed
 
 
-def _history_lines(folder: Path, since: float) -> list[str]:
+def _history_lines(notebook: Path, since: float) -> list[str]:
     """What the optimization did, from the history the magics wrote beside the notebook."""
-    path = folder / ".tg_magic" / "history.sqlite"
+    from .notebook.history import History, history_path
+
+    path = history_path(notebook)
     if not path.is_file():
         return []
-    from .notebook.history import History
-
-    history = History(path.parent)
+    history = History(path)
     lines = []
     for name in history.variables():
         steps = [
@@ -407,7 +407,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"(the notebook so far is in {output})", file=sys.stderr)
         return _fail("run", result.error, EXIT_FAILED)
     print(f"ran {result.cells} code cells in {result.seconds:.1f} s; wrote {output}")
-    lines = _history_lines(output.parent, since)
+    lines = _history_lines(output.resolve(), since)
     if not lines and result.usage and result.usage.get("calls"):
         lines = ["  no new candidate in the history (see the notebook's outputs)"]
     for line in lines:

@@ -1,4 +1,4 @@
-"""Every candidate, with its gradients, scores and usage, in `.tg_magic/history.sqlite` beside the
+"""Every candidate, with its gradients, scores and usage, in `.tg_magic/` beside the
 notebook: written as it is produced, so a kernel restart or a crash loses nothing."""
 
 from __future__ import annotations
@@ -28,10 +28,19 @@ class Entry:
     created: float
 
 
+def history_path(notebook: Path | None) -> Path:
+    """`.tg_magic/<notebook>.history.sqlite` beside the notebook (one file per notebook, so two
+    notebooks of a folder never mix their variables); `.tg_magic/history.sqlite` in the working
+    folder when the notebook is unknown."""
+    if notebook is None:
+        return Path.cwd() / ".tg_magic" / "history.sqlite"
+    return notebook.parent / ".tg_magic" / f"{notebook.stem}.history.sqlite"
+
+
 class History:
-    def __init__(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        self.path = folder / "history.sqlite"
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")

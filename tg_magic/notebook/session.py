@@ -4,7 +4,6 @@ the library (tg_magic.loss, tg_magic.optim, tg_magic.train)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ from ..optim import TGD
 from ..train import Objective, StepResult, optimize
 from ..variable import Gradient, Variable
 from .apply import CellRef, Done, Transport, apply_to_cell
-from .history import Entry, History
+from .history import Entry, History, history_path
 
 KINDS = ("prompt", "code", "text")
 DEFAULT_ROLE = {"prompt": "system prompt", "code": "Python code", "text": "text"}
@@ -80,8 +79,7 @@ class Session:
     @property
     def history(self) -> History:
         if self._history is None:
-            base = self.notebook.parent if self.notebook else Path(os.getcwd())
-            self._history = History(base / ".tg_magic")
+            self._history = History(history_path(self.notebook))
         return self._history
 
     def _engine(self) -> Engine | None:
