@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import os
 import subprocess
 import sys
 import textwrap
@@ -92,9 +93,9 @@ def test_structured_reply_is_tagged(engine: LocalEngine) -> None:
         examples=[],
         small=True,
     )
-    short = engine.generate(update, system, max_tokens=3, structured=IMPROVED_VARIABLE)
-    assert OPEN.startswith(short) or short.startswith(OPEN)
-    assert CLOSE not in short  # cut by max_tokens: no closing tag is made up
+    # Cut by the length cap, the reply still has the form: the value ends at the cap.
+    short = engine.generate(update, system, max_tokens=24, structured=IMPROVED_VARIABLE)
+    assert short.startswith(OPEN) and short.endswith(CLOSE) and short.count(CLOSE) == 1
 
     # SmolLM2 rarely closes the tag on its own (it rambles on): a copy task makes it close.
     copy = f"Copy this text exactly:\n{OPEN}\nCount every object.\n{CLOSE}"
@@ -148,7 +149,8 @@ def test_thread_count(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(InputError, match="TG_MAGIC_LOCAL_THREADS"):
         local_module._threads()
     monkeypatch.delenv("TG_MAGIC_LOCAL_THREADS")
-    assert local_module._threads() >= 1
+    cores = len(os.sched_getaffinity(0))
+    assert local_module._threads() == (cores if cores > 4 else max(1, cores - 1))
 
 
 def test_missing_model_package_is_an_engine_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -256,9 +258,8 @@ def test_llama_cpp_is_silent() -> None:
 
 
 def test_one_optimization_step_through_the_local_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Forward, loss, backward and a TGD step, all on the local model. SmolLM2 rarely closes
-    the tag of its update (it rambles on), so the step may end as a recorded FailedUpdate: the
-    test checks that either outcome is handled, with replies kept short to stay fast."""
+    """Forward, loss, backward and a TGD step, all on the local model, with replies kept short
+    to stay fast: the step's reply parses and the variable gets a new value."""
     monkeypatch.setattr(local_module, "MAX_OUTPUT_TOKENS", 48)
     tg.set_backward_engine("local")
     question = tg.Variable(
@@ -283,10 +284,6 @@ def test_one_optimization_step_through_the_local_model(monkeypatch: pytest.Monke
     # answer, evaluation, gradient for the answer, gradient for the instruction, update
     assert scope.usage.calls == 5
     assert scope.usage.cost == 0
-    if optimizer.failures:
-        (failure,) = optimizer.failures
-        assert failure.variable is instruction and failure.reply.startswith(OPEN)
-        assert instruction.value == "Answer with a number." and not instruction.history
-    else:
-        assert instruction.history == ["Answer with a number."]
-        assert instruction.value.strip()
+    assert not optimizer.failures
+    assert instruction.history == ["Answer with a number."]
+    assert instruction.value.strip()

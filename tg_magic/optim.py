@@ -97,7 +97,11 @@ class TGD:
             small=engine.small,
         )
         system = prompts.OPTIMIZER_SYSTEM_SMALL if engine.small else prompts.OPTIMIZER_SYSTEM
-        reply = await engine.agenerate(prompt, system, structured=IMPROVED_VARIABLE)
+        # Small models ramble rather than stop: bound the new value to about twice the old one.
+        budget = len(var.value) // 2 + 64 if engine.small else 4096
+        reply = await engine.agenerate(
+            prompt, system, max_tokens=budget, structured=IMPROVED_VARIABLE
+        )
         new = prompts.parse_update(reply)
         if new is None:
             failure = FailedUpdate(

@@ -48,6 +48,7 @@ SEED = 0
 # are models able to follow the full prompts written for hosted models.
 SMALL_MODEL_BYTES = 2 * 1024**3
 CUT_MARKER = "\n\n[... middle of the text cut: it did not fit the local model's context ...]\n\n"
+OPENING_TAG = "<IMPROVED_VARIABLE>"
 CLOSING_TAG = "</IMPROVED_VARIABLE>"
 
 
@@ -146,7 +147,8 @@ def _worker(key: str) -> ThreadPoolExecutor:
 
 
 def _threads() -> int:
-    """One llama.cpp thread per core this process may use, or TG_MAGIC_LOCAL_THREADS.
+    """One llama.cpp thread per core this process may use, less one on small machines (the
+    kernel, the notebook server and the tests need a core), or TG_MAGIC_LOCAL_THREADS.
 
     llama.cpp's threads spin at every barrier: when other processes keep the cores busy, using
     them all collapses speed. Measured on 2 cores busy with other work: 2 threads 1.5-9
@@ -160,9 +162,10 @@ def _threads() -> int:
             )
         return int(env)
     try:
-        return len(os.sched_getaffinity(0))  # the cores this process may use (containers)
+        cores = len(os.sched_getaffinity(0))  # the cores this process may use (containers)
     except AttributeError:
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    return cores if cores > 4 else max(1, cores - 1)
 
 
 def _new_llama(llama_cpp: Any, **kwargs: Any) -> Any:
@@ -268,6 +271,18 @@ def _improved_variable_grammar() -> Any:
     return _grammar
 
 
+def _close(reply: str) -> str:
+    """The grammar fixes the reply's form; at the length cap the value ends there, as a
+    length-bounded grammar would end it: at its last complete line, then the closing tag.
+    (SmolLM2 rarely closes the tag by itself: without this, nearly every step was lost.)"""
+    if CLOSING_TAG in reply or not reply.startswith(OPENING_TAG):
+        return reply
+    content = reply[len(OPENING_TAG) :]
+    if "\n" in content.strip("\n"):
+        content = content[: content.rstrip("\n").rfind("\n")]
+    return f"{OPENING_TAG}{content.rstrip()}{CLOSING_TAG}"
+
+
 def _tokens(llama: Any, text: str) -> list[int]:
     return list(llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
@@ -333,7 +348,7 @@ class LocalEngine(Engine):
         args: dict[str, Any] = {}
         if request.structured == IMPROVED_VARIABLE:
             # SmolLM2 does not put its answer between tags when asked: constrain the decoding.
-            # A reply cut by max_tokens has no closing tag, which the core reads as "no update".
+            # The reply is closed by _close() when it reaches the length cap.
             args["grammar"] = _improved_variable_grammar()
         with loaded.lock:  # also serializes direct users of loaded().llama
             # Forget the previous call's KV cache: llama-cpp-python would reuse a shared prefix
@@ -348,6 +363,8 @@ class LocalEngine(Engine):
                 **args,
             )
         text = response["choices"][0]["message"]["content"] or ""
+        if request.structured == IMPROVED_VARIABLE:
+            text = _close(text)
         usage = response.get("usage") or {}
         return Reply(
             text,
