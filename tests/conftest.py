@@ -6,8 +6,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from IPython.core.interactiveshell import InteractiveShell
 
 import tg_magic as tg
+from tests.cells import Cells
 from tests.fake_api import FakeMessagesAPI
 from tg_magic import engines
 from tg_magic.engines import base
@@ -34,3 +36,20 @@ def fake_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeMessagesAPI]:
         monkeypatch.setenv("ANTHROPIC_BASE_URL", fake.base_url)
         monkeypatch.setenv("ANTHROPIC_API_KEY", FAKE_KEY)
         yield fake
+
+
+@pytest.fixture
+def cells(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Iterator[Cells]:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    monkeypatch.delenv("TG_MAGIC_NOTEBOOK", raising=False)
+    InteractiveShell.clear_instance()
+    shell = InteractiveShell.instance()
+    runner = Cells(shell, capsys)
+    runner.run("%load_ext tg_magic")
+    assert runner.error is None
+    yield runner
+    shell.run_cell("%unload_ext tg_magic")
+    InteractiveShell.clear_instance()

@@ -9,63 +9,18 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import nbformat
 import pytest
-from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
+from tests.cells import Cells
 from tests.fake_api import FakeMessagesAPI
 
 FIXED_ADD = "def add(a, b):\n    return a + b\n"
 BUGGY_ADD = "def add(a, b):\n    return a - b\n"
 TESTS = "assert add(1, 2) == 3\nassert add(0, 0) == 0\n"
-
-
-class Cells:
-    """Runs cells like a notebook frontend: each with an id; returns what the user would see."""
-
-    def __init__(self, shell: InteractiveShell, capsys: pytest.CaptureFixture[str]) -> None:
-        self.shell = shell
-        self.capsys = capsys
-        self.count = 0
-
-    def run(self, source: str, cell_id: str | None = None) -> str:
-        self.count += 1
-        result = self.shell.run_cell(source, cell_id=cell_id or f"cell-{self.count}")
-        out = self.capsys.readouterr()
-        self.error = result.error_in_exec or result.error_before_exec
-        return out.out + out.err
-
-    def fails(self, source: str, message: str) -> str:
-        shown = self.run(source)
-        assert isinstance(self.error, UsageError), f"expected a UsageError, got {self.error!r}"
-        assert message in str(self.error)
-        assert "Traceback" not in shown
-        return shown
-
-    @property
-    def ns(self) -> dict:  # type: ignore[type-arg]
-        return self.shell.user_ns
-
-
-@pytest.fixture
-def cells(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> Iterator[Cells]:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
-    monkeypatch.delenv("TG_MAGIC_NOTEBOOK", raising=False)
-    InteractiveShell.clear_instance()
-    shell = InteractiveShell.instance()
-    runner = Cells(shell, capsys)
-    runner.run("%load_ext tg_magic")
-    assert runner.error is None
-    yield runner
-    shell.run_cell("%unload_ext tg_magic")
-    InteractiveShell.clear_instance()
 
 
 def fix_add(fake: FakeMessagesAPI) -> None:

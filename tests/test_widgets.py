@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -23,8 +22,9 @@ import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
+from tests.cells import Cells
 from tests.fake_api import FakeMessagesAPI
-from tests.test_notebook import BUGGY_ADD, FIXED_ADD, TESTS, Cells, fix_add
+from tests.test_notebook import BUGGY_ADD, FIXED_ADD, TESTS, fix_add
 from tg_magic.notebook import frontend
 from tg_magic.notebook.apply import CellRef
 from tg_magic.notebook.magics import TgMagics, _install_live, _live_transform
@@ -36,21 +36,11 @@ LONG_FIXED = f"def add(a, b):\n{COMMENTS}    return a + b\n"
 
 
 @pytest.fixture
-def cells(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> Iterator[Cells]:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
-    monkeypatch.delenv("TG_MAGIC_NOTEBOOK", raising=False)
-    InteractiveShell.clear_instance()
-    shell = InteractiveShell.instance()
-    runner = Cells(shell, capsys)
-    runner.run("%load_ext tg_magic")
-    runner.run('%config TgMagics.widgets = "on"')
-    assert runner.error is None
-    yield runner
-    shell.run_cell("%unload_ext tg_magic")
-    InteractiveShell.clear_instance()
+def cells(cells: Cells) -> Cells:
+    """The notebook cells of conftest, with widgets on as in JupyterLab."""
+    cells.run('%config TgMagics.widgets = "on"')
+    assert cells.error is None
+    return cells
 
 
 def magics_of(cells: Cells) -> TgMagics:

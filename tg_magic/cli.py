@@ -358,6 +358,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     import nbformat
     from nbclient import NotebookClient
 
+    from .notebook.apply import save_notebook
+
     source = Path(args.notebook).expanduser()
     if not source.is_file():
         return _fail("run", f"notebook {args.notebook} not found: give the path of an .ipynb file")
@@ -395,14 +397,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     since = time.time()
     result = asyncio.run(_execute(client, nb, progress))
     rewritten = _merge_accepted(nb, output, started_with)
-    fd, tmp = tempfile.mkstemp(dir=output.parent, suffix=".ipynb.tmp")
-    os.close(fd)
-    try:
-        nbformat.write(nb, tmp)
-        os.replace(tmp, output)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    save_notebook(nb, output)
     if result.error:
         print(f"(the notebook so far is in {output})", file=sys.stderr)
         return _fail("run", result.error, EXIT_FAILED)

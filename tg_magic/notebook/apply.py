@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..errors import InputError
 
@@ -108,11 +108,18 @@ def write_cell(notebook: Path, ref: CellRef, body: str) -> None:
     first = cell.source.split("\n", 1)[0]
     magic = first if first.startswith("%%") else ref.magic_line
     cell.source = cell_source(magic, body)
-    fd, tmp = tempfile.mkstemp(dir=notebook.parent, suffix=".ipynb.tmp")
+    save_notebook(nb, notebook)
+
+
+def save_notebook(nb: Any, path: Path) -> None:
+    """Write an .ipynb atomically: a reader never sees half a file, a crash never loses it."""
+    import nbformat
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".ipynb.tmp")
     os.close(fd)
     try:
         nbformat.write(nb, tmp)
-        os.replace(tmp, notebook)
+        os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
