@@ -227,7 +227,7 @@ def dismiss_dialogs(page: Any) -> None:
 
 
 def open_and_run_all(page: Any, lab: Lab, name: str) -> None:
-    """Open a notebook and run all its cells from the Run menu, as a person would."""
+    """Open a notebook and run all its cells, as a person would."""
     # Its kernel session exists before the page opens: otherwise JupyterLab may ask which
     # kernel to start (when the kernel specs arrive after the notebook) and lose the run.
     request = urllib.request.Request(
@@ -243,24 +243,31 @@ def open_and_run_all(page: Any, lab: Lab, name: str) -> None:
     page.goto(f"{lab.url}/lab/workspaces/{name.replace('.', '-')}/tree/{name}")
     cells(page).first.locator(".cm-content").wait_for()
     indicator = page.locator(f"{PANEL} .jp-Notebook-ExecutionIndicator")
-    first_prompt = cells(page).first.locator(".jp-InputPrompt")
-    for _attempt in range(3):
-        wait_until(
-            lambda: (dismiss_dialogs(page), indicator.get_attribute("data-status") == "idle")[1],
-            "the kernel",
-        )
-        page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-        page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
-        try:  # a run-all sent before the kernel is really connected can be lost: try again
-            wait_until(
-                lambda: (dismiss_dialogs(page), bool(RAN.search(first_prompt.inner_text())))[1],
-                "the first cell to run",
-                10,
-            )
-            return
-        except AssertionError:
-            page.keyboard.press("Escape")
-    raise AssertionError("Run All Cells did not start the notebook")
+    wait_until(
+        lambda: (dismiss_dialogs(page), indicator.get_attribute("data-status") == "idle")[1],
+        "the kernel",
+    )
+    # Cell by cell with Shift+Enter: a Run All sent while the kernel's connection settles can be
+    # lost in part (seen on a fresh machine); a lost Shift+Enter is simply pressed again.
+    count = len(nbformat.read(lab.root / name, as_version=4).cells)
+    # JupyterLab renders a notebook's cells progressively: wait for all of them.
+    wait_until(lambda: cells(page).count() >= count, "every cell to be shown")
+    for index in range(count):
+        prompt = cells(page).nth(index).locator(".jp-InputPrompt")
+        for _attempt in range(3):
+            prompt.click()
+            page.keyboard.press("Shift+Enter")
+            try:
+                wait_until(
+                    lambda p=prompt: (dismiss_dialogs(page), bool(RAN.search(p.inner_text())))[1],
+                    f"cell {index + 1} to run",
+                    10,
+                )
+                break
+            except AssertionError:
+                continue
+        else:
+            raise AssertionError(f"cell {index + 1} did not start")
 
 
 def wait_for(page: Any, locator: Any, what: str, seconds: float = 60) -> None:
