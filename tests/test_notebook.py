@@ -78,17 +78,23 @@ def test_code_optimized_against_tests(cells: Cells, fake_api: FakeMessagesAPI) -
     assert "assert add(1, 2) == 3" in gradient_request and "0 of 1" in gradient_request
 
 
-def test_accept_writes_the_notebook_file_keeping_the_magic_line(
-    cells: Cells, fake_api: FakeMessagesAPI, tmp_path: Path
-) -> None:
+def add_notebook(path: Path) -> nbformat.NotebookNode:
+    """A notebook file with the buggy `add` cell and its test cell."""
     nb = nbformat.v4.new_notebook()
     nb.cells = [
         nbformat.v4.new_code_cell("%load_ext tg_magic"),
         nbformat.v4.new_code_cell(f"%%tgvariable add --kind code\n{BUGGY_ADD}"),
         nbformat.v4.new_code_cell(f"%%tgloss add_tests --target add --tests\n{TESTS}"),
     ]
-    path = tmp_path / "work.ipynb"
     nbformat.write(nb, path)
+    return nb
+
+
+def test_accept_writes_the_notebook_file_keeping_the_magic_line(
+    cells: Cells, fake_api: FakeMessagesAPI, tmp_path: Path
+) -> None:
+    path = tmp_path / "work.ipynb"
+    nb = add_notebook(path)
     cells.run(f"%tgconfig --notebook {path}")
     cells.run(f"%%tgvariable add --kind code\n{BUGGY_ADD}", nb.cells[1].id)
     cells.run(f"%%tgloss add_tests --target add --tests\n{TESTS}", nb.cells[2].id)

@@ -24,7 +24,7 @@ from IPython.core.interactiveshell import InteractiveShell
 
 from tests.cells import Cells
 from tests.fake_api import FakeMessagesAPI
-from tests.test_notebook import BUGGY_ADD, FIXED_ADD, TESTS, fix_add
+from tests.test_notebook import BUGGY_ADD, FIXED_ADD, TESTS, add_notebook, fix_add
 from tg_magic.notebook import frontend
 from tg_magic.notebook.apply import CellRef
 from tg_magic.notebook.magics import TgMagics, _install_live, _live_transform
@@ -99,14 +99,8 @@ def test_diff_widget_shows_the_candidate_and_folds_unchanged_lines(
 def test_accept_writes_the_notebook_file_then_revert_restores_it(
     cells: Cells, fake_api: FakeMessagesAPI, tmp_path: Path
 ) -> None:
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [
-        nbformat.v4.new_code_cell("%load_ext tg_magic"),
-        nbformat.v4.new_code_cell(f"%%tgvariable add --kind code\n{BUGGY_ADD}"),
-        nbformat.v4.new_code_cell(f"%%tgloss add_tests --target add --tests\n{TESTS}"),
-    ]
     path = tmp_path / "work.ipynb"
-    nbformat.write(nb, path)
+    nb = add_notebook(path)
     cells.run(f"%tgconfig --notebook {path}")
     define(cells, ids=(nb.cells[1].id, nb.cells[2].id))
     fix_add(fake_api)
