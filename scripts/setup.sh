@@ -20,7 +20,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   step "Debian packages: ${missing[*]}"
   if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo -n"; fi
   if ! { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-         $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"; }; then
+         $sudo apt-get install -y -qq "${missing[@]}"; }; then
     echo "could not install ${missing[*]}: install them with apt-get as root" >&2
     [ "$with_tests" = 1 ] && exit 1
   fi
