@@ -187,20 +187,6 @@ def _read_notebook(path: Path) -> Any:
 # --------------------------------------------------------------------------- one notebook
 
 
-class _RecordingTestLoss(TestLoss):
-    """TestLoss that keeps the sandbox's report, for the per-test columns."""
-
-    report: Any = None
-
-    def _run(self, code: Variable) -> tuple[str, float]:
-        from .sandbox import run_tests
-
-        self.report = run_tests(
-            code.value, self.tests, timeout=self.timeout, memory_mb=self.memory_mb
-        )
-        return self.report.text(), self.report.score
-
-
 _SCORE = re.compile(
     r"score\W{0,3}\s*(\d+(?:\.\d+)?)\s*(?:/|out of)\s*(\d+(?:\.\d+)?)", re.IGNORECASE
 )
@@ -227,20 +213,19 @@ def _check_parses(body: str) -> None:
 
 
 def _score_tests(body: str, assignment: Assignment, result: Result) -> None:
-    loss_fn = _RecordingTestLoss(assignment.text, timeout=assignment.timeout)
+    loss_fn = TestLoss(assignment.text, timeout=assignment.timeout)
     code = Variable(body, role_description="Python code written by a student", requires_grad=True)
     loss = loss_fn(code)
     report_text = loss.value
-    report = loss_fn.report
+    report = TestLoss.report(loss)
     result.score = loss.score
-    if report is not None:
-        result.total = len(report.outcomes)
-        result.passed = sum(1 for o in report.outcomes if o.passed)
-        result.tests = {o.name: "pass" if o.passed else "fail" for o in report.outcomes}
-        result.failures = {
-            o.name: _first(o.message) for o in report.outcomes if not o.passed and o.message
-        }
-        result.problem = report.problem
+    result.total = len(report.outcomes)
+    result.passed = sum(1 for o in report.outcomes if o.passed)
+    result.tests = {o.name: "pass" if o.passed else "fail" for o in report.outcomes}
+    result.failures = {
+        o.name: _first(o.message) for o in report.outcomes if not o.passed and o.message
+    }
+    result.problem = report.problem
     if result.score is not None and result.score >= 1.0:
         result.hint = ALL_PASS
         return

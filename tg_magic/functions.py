@@ -203,6 +203,7 @@ class StringBasedFunction(Function):
         result = await asyncio.to_thread(self.fn, **self._kwargs(node))
         text, score = _text_and_score(result)
         node.info["score"] = score
+        node.info["result"] = result  # the function's own result (e.g. a full test report)
         return text
 
     async def backward(self, node: Node, output: Variable, engine: Engine) -> None:
@@ -212,9 +213,12 @@ class StringBasedFunction(Function):
 
 
 def _text_and_score(result: Any) -> tuple[str, float | None]:
-    """A function's result as text, and as a score when it is a number or a (text, score) pair."""
+    """A function's result as text, and as a score when it is a number, a (text, score) pair,
+    or a report with `text()` and `score`."""
     if isinstance(result, Variable):
         result = result.value
+    if callable(getattr(result, "text", None)) and hasattr(result, "score"):
+        return str(result.text()), float(result.score)
     if isinstance(result, tuple) and len(result) == 2:
         return str(result[0]), float(result[1])
     if isinstance(result, bool | int | float):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from . import prompts
 from .data import METRIC_PURPOSE, METRICS, Example
@@ -12,6 +13,9 @@ from .engines import Engine
 from .errors import InputError
 from .functions import BlackboxLLM, LLMCall, Node, StringBasedFunction, sum
 from .variable import Variable, ensure_variable
+
+if TYPE_CHECKING:
+    from .sandbox import TestReport
 
 
 def _instruction(value: str | Variable, role: str) -> Variable:
@@ -100,11 +104,19 @@ class TestLoss(StringBasedFunction):
         ensure_variable(code, "the code under test")
         return super().__call__({"code": code}, response_role_description)
 
-    def _run(self, code: Variable) -> tuple[str, float]:
+    def _run(self, code: Variable) -> TestReport:
         from .sandbox import run_tests
 
-        report = run_tests(code.value, self.tests, timeout=self.timeout, memory_mb=self.memory_mb)
-        return report.text(), report.score
+        return run_tests(code.value, self.tests, timeout=self.timeout, memory_mb=self.memory_mb)
+
+    @staticmethod
+    def report(output: Variable) -> TestReport:
+        """The full sandbox report behind a test loss's value: per-test outcomes, the problem."""
+        if output.grad_fn is None or not isinstance(output.grad_fn.function, TestLoss):
+            raise InputError("TestLoss.report needs the output of a TestLoss")
+        output.value  # noqa: B018 - runs the tests if they have not run yet
+        report: TestReport = output.grad_fn.info["result"]
+        return report
 
 
 Metric = str | Callable[[str, str], bool | float]
