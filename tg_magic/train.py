@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from .candidates import Candidate, ParetoPool, ValidateEach, propose, score_all
 from .engines import METER, Usage
 from .errors import InputError
 from .optim import TGD
@@ -39,6 +40,9 @@ class StepResult:
     proposals: list[Proposal]
     usage: Usage
     failures: list[str] = field(default_factory=list)
+    # With optimize(candidates=k): every proposal of the step with its validation scores; the
+    # kept one has chosen=True (none when the incumbent stayed best). Empty for plain TGD.
+    candidates: list[Candidate] = field(default_factory=list)
 
     @property
     def kept(self) -> bool:
@@ -48,11 +52,16 @@ class StepResult:
 @dataclass
 class Objective(Generic[T]):
     """What to optimize: `loss(batch)` builds a graph from the current values; `validate()` scores
-    the current values on held-out data (or re-runs the tests), None when there is no number."""
+    the current values on held-out data (or re-runs the tests), None when there is no number.
+
+    `validate_each(values)` (optional) scores given values (one per parameter) on each held-out
+    example without touching the parameters, from any thread: with it, k candidates are scored
+    concurrently and kept in a Pareto pool; without it, they are scored one after another."""
 
     loss: Callable[[list[T] | None], Variable]
     train: Sequence[T] | None = None
     validate: Callable[[], float | None] | None = None
+    validate_each: ValidateEach | None = None
 
 
 def optimize(
@@ -62,16 +71,28 @@ def optimize(
     steps: int = 3,
     batch_size: int = 4,
     seed: int = 0,
+    candidates: int = 1,
+    pool: int = 4,
     **tgd_options: Any,
 ) -> Iterator[StepResult]:
-    """Run `steps` steps of TGD; a step that lowers the validation score is undone."""
+    """Run `steps` steps of TGD; a step that lowers the validation score is undone.
+
+    candidates=k (k > 1): each step proposes k values and keeps the best on validation, growing
+    from a Pareto pool of at most `pool` good values (tg_magic.candidates)."""
     if steps < 1:
         raise InputError("--steps must be at least 1")
     if batch_size < 1:
         raise InputError("--batch must be at least 1")
+    if candidates < 1:
+        raise InputError("--candidates must be at least 1")
     optimizer = TGD(parameters, **tgd_options)
     rng = random.Random(seed)
     train = list(objective.train) if objective.train is not None else None
+    if candidates > 1:
+        yield from _search(
+            parameters, objective, optimizer, steps, batch_size, rng, candidates, pool
+        )
+        return
     val_score = objective.validate() if objective.validate else None
     for step in range(1, steps + 1):
         with METER.scope() as scope:
@@ -107,4 +128,65 @@ def optimize(
         result.usage = scope.usage
         if result.kept and val_after is not None:
             val_score = val_after
+        yield result
+
+
+def _search(
+    parameters: list[Variable],
+    objective: Objective[Any],
+    optimizer: TGD,
+    steps: int,
+    batch_size: int,
+    rng: random.Random,
+    k: int,
+    pool_size: int,
+) -> Iterator[StepResult]:
+    """The k-candidate loop: propose from a pool member, score all, keep the best mean if it
+    does not lower the incumbent's score (the same gate as plain TGD)."""
+    train = list(objective.train) if objective.train is not None else None
+    pool = ParetoPool(pool_size, seed=rng.randrange(2**32))
+    incumbent = Candidate([p.value for p in parameters], "incumbent")
+    score_all(parameters, [incumbent], objective.validate_each, objective.validate)
+    pool.add([incumbent])
+    for step in range(1, steps + 1):
+        with METER.scope() as scope:
+            current = [p.value for p in parameters]
+            parent = pool.parent() if pool.members else incumbent
+            for p, v in zip(parameters, parent.values, strict=True):
+                p.value = v
+            batch = rng.sample(train, min(batch_size, len(train))) if train else None
+            optimizer.zero_grad()
+            loss = objective.loss(batch)
+            loss.backward(optimizer.engine)
+            score = loss.score
+            gradients = [[g.text for g in p.gradients] for p in parameters]
+            proposed, failures = propose(parameters, optimizer, k, rng)
+            for p, v in zip(parameters, current, strict=True):
+                p.value = v
+            score_all(parameters, proposed, objective.validate_each, objective.validate)
+            pool.add(proposed)
+            scored = [c for c in proposed if c.score is not None]
+            best = max(scored, key=lambda c: c.score or 0.0, default=None)
+            if not scored and proposed:
+                best = proposed[0]  # no validation: plain TGD's proposal, as without candidates
+            keep = best is not None and (
+                incumbent.score is None
+                or (best.score is not None and best.score >= incumbent.score)
+            )
+            val_before = incumbent.score
+            if keep and best is not None:
+                best.chosen = True
+                incumbent = best
+                for p, old, new in zip(parameters, current, best.values, strict=True):
+                    if new != old:
+                        p.history.append(old)
+                        p.value = new
+            proposals = [
+                Proposal(p, old, best.values[i] if best is not None else old, gradients[i], keep)
+                for i, (p, old) in enumerate(zip(parameters, current, strict=True))
+            ]
+            result = StepResult(
+                step, score, val_before, incumbent.score, proposals, Usage(), failures, proposed
+            )
+        result.usage = scope.usage
         yield result
