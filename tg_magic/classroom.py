@@ -229,9 +229,7 @@ def _score_tests(body: str, assignment: Assignment, result: Result) -> None:
     if result.score is not None and result.score >= 1.0:
         result.hint = ALL_PASS
         return
-    assert loss.grad_fn is not None
-    loss.grad_fn.info["hint"] = True  # the gradient prompt asks for a hint, not a fix
-    loss.backward(assignment.engine)
+    loss.backward(assignment.engine, hint=True)  # a hint, not a fix
     result.hint = filter_hint(code.get_gradient_text(), body, [assignment.text, report_text])
 
 
@@ -240,9 +238,7 @@ def _score_rubric(body: str, assignment: Assignment, result: Result) -> None:
     answer = Variable(body, role_description="answer written by a student", requires_grad=True)
     evaluation = judge(answer)
     result.score = rubric_score(evaluation.value)
-    assert evaluation.grad_fn is not None
-    evaluation.grad_fn.info["hint"] = True
-    evaluation.backward(assignment.engine)
+    evaluation.backward(assignment.engine, hint=True)
     result.hint = filter_hint(answer.get_gradient_text(), body, [assignment.text])
 
 
