@@ -11,7 +11,15 @@ nbformat); the library itself knows nothing of notebooks.
 
 from __future__ import annotations
 
-from .grading import ALL_PASS, FEEDBACK_TAG, Assignment, feedback_markdown, process, rubric_score, run
+from .grading import (
+    ALL_PASS,
+    FEEDBACK_TAG,
+    Assignment,
+    feedback_markdown,
+    process,
+    rubric_score,
+    run,
+)
 from .results import Result
 from .submissions import find_answer, find_submissions, student_names
 from .summary import summary_rows, test_columns, write_csv, write_html

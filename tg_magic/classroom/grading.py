@@ -28,7 +28,6 @@ RESULT_VERSION = 1  # bump when a result file written by an older version must b
 ALL_PASS = "All tests pass: nothing to point at."
 
 
-
 @dataclass(frozen=True)
 class Assignment:
     """What every submission is measured against."""
@@ -132,8 +131,6 @@ def feedback_markdown(result: Result, assignment: Assignment) -> str:
         lines += ["**Hint.** " + result.hint, ""]
     lines.append("*tg-magic feedback: hints point at the problem, not the solution.*")
     return "\n".join(lines)
-
-
 
 
 def _write_feedback_notebook(
