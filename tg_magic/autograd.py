@@ -74,8 +74,11 @@ async def forward(roots: Iterable[Variable]) -> None:
     await _run_all([compute(v) for v in pending])
 
 
-async def backward(loss: Variable, engine: Engine | str | None = None) -> None:
-    """Textual backpropagation from `loss` to every variable with requires_grad."""
+async def backward(
+    loss: Variable, engine: Engine | str | None = None, *, hint: bool = False
+) -> None:
+    """Textual backpropagation from `loss` to every variable with requires_grad; `hint` asks
+    for feedback that points at the problem without writing the fix."""
     from .config import get_backward_engine
 
     await forward([loss])
@@ -110,7 +113,7 @@ async def backward(loss: Variable, engine: Engine | str | None = None) -> None:
             if failed.is_set():
                 raise _Skipped
             assert var.grad_fn is not None
-            await var.grad_fn.backward(var, eng)
+            await var.grad_fn.backward(var, eng, hint=hint)
         except BaseException:
             failed.set()
             for event in ready.values():

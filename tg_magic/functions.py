@@ -25,8 +25,8 @@ class Node:
     async def forward(self) -> str:
         return await self.function.forward(self)
 
-    async def backward(self, output: Variable, engine: Engine) -> None:
-        await self.function.backward(self, output, engine)
+    async def backward(self, output: Variable, engine: Engine, *, hint: bool = False) -> None:
+        await self.function.backward(self, output, engine, hint=hint)
 
 
 class Function:
@@ -38,7 +38,11 @@ class Function:
     async def forward(self, node: Node) -> str:
         raise NotImplementedError
 
-    async def backward(self, node: Node, output: Variable, engine: Engine) -> None:
+    async def backward(
+        self, node: Node, output: Variable, engine: Engine, *, hint: bool = False
+    ) -> None:
+        """Give each input its gradient; `hint`: feedback that points at the problem without
+        writing the fix (a classroom hint)."""
         raise NotImplementedError
 
     def score(self, node: Node) -> float | None:
@@ -46,12 +50,11 @@ class Function:
 
 
 async def _gradients_through(
-    node: Node, output: Variable, engine: Engine, call: str, targets: Iterable[Variable]
+    output: Variable, engine: Engine, call: str, targets: Iterable[Variable], hint: bool
 ) -> None:
     """Ask the gradient engine, once per input that requires grad, how that input should change.
     The calls for several inputs run concurrently."""
     feedback = output.get_gradient_text()
-    hint = bool(node.info.get("hint")) or hint_mode()
     system = prompts.GRADIENT_SYSTEM_SMALL if engine.small else prompts.GRADIENT_SYSTEM
     if hint:
         system += prompts.HINT_RULE
@@ -74,12 +77,6 @@ async def _gradients_through(
 
     unique = {id(v): v for v in targets if v.requires_grad}
     await asyncio.gather(*(one(v) for v in unique.values()))
-
-
-def hint_mode() -> bool:
-    from .config import settings
-
-    return settings.feedback_only
 
 
 class LLMCall(Function):
@@ -105,10 +102,12 @@ class LLMCall(Function):
         system = self.system_prompt.value if self.system_prompt else None
         return await self.engine.agenerate(self._prompt(node), system)
 
-    async def backward(self, node: Node, output: Variable, engine: Engine) -> None:
+    async def backward(
+        self, node: Node, output: Variable, engine: Engine, *, hint: bool = False
+    ) -> None:
         system = self.system_prompt.value if self.system_prompt else None
         call = prompts.llm_call_description(system, self._prompt(node))
-        await _gradients_through(node, output, engine, call, node.inputs)
+        await _gradients_through(output, engine, call, node.inputs, hint)
 
 
 class FormattedLLMCall(LLMCall):
@@ -206,10 +205,12 @@ class StringBasedFunction(Function):
         node.info["result"] = result  # the function's own result (e.g. a full test report)
         return text
 
-    async def backward(self, node: Node, output: Variable, engine: Engine) -> None:
+    async def backward(
+        self, node: Node, output: Variable, engine: Engine, *, hint: bool = False
+    ) -> None:
         shown = {name: var.value for name, var in self._kwargs(node).items()}
         call = prompts.function_call_description(self.function_purpose, shown)
-        await _gradients_through(node, output, engine, call, node.inputs)
+        await _gradients_through(output, engine, call, node.inputs, hint)
 
 
 def _text_and_score(result: Any) -> tuple[str, float | None]:
@@ -245,7 +246,9 @@ class Sum(Function):
     async def forward(self, node: Node) -> str:
         return "\n\n".join(v.value for v in node.inputs)
 
-    async def backward(self, node: Node, output: Variable, engine: Engine) -> None:
+    async def backward(
+        self, node: Node, output: Variable, engine: Engine, *, hint: bool = False
+    ) -> None:
         for var in node.inputs:
             if var.requires_grad:
                 var.gradients.extend(output.gradients)

@@ -1,0 +1,108 @@
+"""Finding the submitted notebooks, naming their students, reading them, and finding the answer
+cell in each (`%%tgvariable NAME`, or a cell tagged NAME)."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+
+
+class BrokenSubmission(Exception):
+    """The submission cannot be scored as it is; the message says why."""
+
+
+def find_submissions(paths: Iterable[str | Path]) -> list[Path]:
+    """The .ipynb files named, or found in the folders named (sorted; checkpoints skipped)."""
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw).expanduser()
+        if path.is_dir():
+            found += sorted(
+                p
+                for p in path.rglob("*.ipynb")
+                if ".ipynb_checkpoints" not in p.parts and p.is_file()
+            )
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise InputError(f"submission {str(raw)!r} not found: give .ipynb files or folders")
+    unique: dict[Path, Path] = {}
+    for p in found:
+        unique.setdefault(p.resolve(), p)
+    return list(unique.values())
+
+
+def student_names(files: list[Path]) -> dict[Path, str]:
+    """A name per notebook: its file name without .ipynb, with its folder when two collide."""
+    names = {f: f.stem for f in files}
+    stems = [f.stem for f in files]
+    for f in files:
+        if stems.count(f.stem) > 1:
+            names[f] = f"{f.parent.name}-{f.stem}"
+    for f in files:  # still the same (same folder names): number them
+        if list(names.values()).count(names[f]) > 1:
+            names[f] = f"{names[f]}-{files.index(f) + 1}"
+    return names
+
+
+def _magic_target(source: str) -> tuple[str, str] | None:
+    """(NAME, kind) of a `%%tgvariable NAME [--kind K]` cell, else None."""
+    first = source.lstrip().split("\n", 1)[0]
+    try:
+        words = shlex.split(first)
+    except ValueError:
+        words = first.split()
+    if len(words) < 2 or words[0] != "%%tgvariable":
+        return None
+    kind = "prompt"
+    if "--kind" in words[:-1]:
+        kind = words[words.index("--kind") + 1]
+    return words[1], kind
+
+
+def find_answer(nb: Any, target: str) -> tuple[int, str]:
+    """The index and the text of the answer cell: the `%%tgvariable TARGET` cell, else the
+    first cell tagged TARGET. The magic line is not part of the text."""
+    tagged = None
+    for index, cell in enumerate(nb.cells):
+        source = cell.get("source", "")
+        magic = _magic_target(source) if cell.get("cell_type") == "code" else None
+        if magic is not None and magic[0] == target:
+            return index, source.lstrip().split("\n", 1)[1] if "\n" in source.lstrip() else ""
+        tags = cell.get("metadata", {}).get("tags", [])
+        if tagged is None and isinstance(tags, list) and target in tags:
+            body = source
+            if magic is not None:
+                body = source.lstrip().split("\n", 1)[1] if "\n" in source.lstrip() else ""
+            tagged = index, body
+    if tagged is None:
+        raise BrokenSubmission(
+            f"no answer cell: no `%%tgvariable {target}` cell and no cell tagged {target}"
+        )
+    return tagged
+
+
+def first_line(text: str, width: int = 120) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    first = lines[0] if lines else ""
+    return first if len(first) <= width else first[: width - 1] + "…"
+
+
+def read_notebook(path: Path) -> Any:
+    import nbformat
+    from nbformat.reader import NotJSONError
+
+    try:
+        return nbformat.read(path, as_version=4)
+    except NotJSONError:
+        raise BrokenSubmission("not a notebook: the file is not valid JSON (cut short?)") from None
+    except UnicodeDecodeError:
+        raise BrokenSubmission("not a notebook: the file is not UTF-8 text") from None
+    except Exception as exc:  # not a notebook, unreadable: the row says why
+        raise BrokenSubmission(
+            f"not a readable notebook: {first_line(str(exc)) or type(exc).__name__}"
+        ) from None
