@@ -17,6 +17,7 @@ on different examples is not lost when another candidate has the best mean.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import itertools
 import random
 from collections.abc import Callable, Sequence
@@ -72,8 +73,8 @@ async def _propose(
         if subset is not None and grads:
             grads = [grads[j] for j in subset if j < len(grads)] or grads
         twin.gradients = grads
-        past = p.history[-template.momentum :] if template.momentum else []
-        twin.history = [*past, *shown[i]]
+        past = p.past_values[-template.momentum :] if template.momentum else []
+        twin.past_values = [*past, *shown[i]]
         stand_ins.append(twin)
     active = [t for t in stand_ins if t.gradients]
     if not active:
@@ -81,7 +82,7 @@ async def _propose(
     optimizer = TGD(
         active,
         template.engine,
-        momentum=len(max((t.history for t in active), key=len)),
+        momentum=len(max((t.past_values for t in active), key=len)),
         constraints=template.constraints,
         in_context_examples=template.in_context_examples,
     )
@@ -143,8 +144,10 @@ def score_all(
     scored at once (their model calls share tg_magic's concurrency limit, as every call does);
     otherwise one after another, setting the parameters to each candidate and back."""
     if validate_each is not None:
+        # Each thread runs in a copy of the caller's context, so `with tg.context(...)` holds.
+        jobs = [(contextvars.copy_context(), c.values) for c in candidates]
         with ThreadPoolExecutor(max(1, len(candidates)), "tg_magic-candidate") as pool:
-            results = list(pool.map(validate_each, [c.values for c in candidates]))
+            results = list(pool.map(lambda job: job[0].run(validate_each, job[1]), jobs))
         for candidate, scores in zip(candidates, results, strict=True):
             candidate.per_example = list(scores)
             candidate.score = sum(scores) / len(scores) if scores else None

@@ -179,7 +179,7 @@ def _search(
                 incumbent = best
                 for p, old, new in zip(parameters, current, best.values, strict=True):
                     if new != old:
-                        p.history.append(old)
+                        p.past_values.append(old)
                         p.value = new
             proposals = [
                 Proposal(p, old, best.values[i] if best is not None else old, gradients[i], keep)
