@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import itertools
 import random
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -45,15 +44,15 @@ class Candidate:
 
 
 def gradient_subsets(n: int, k: int, rng: random.Random) -> list[list[int]]:
-    """Up to k index lists over n gradients: all of them first, then leave-one-out subsets,
-    then smaller ones, in a seeded order; never the same subset twice."""
+    """Up to k index lists over n gradients: all of them first, then leave-one-out subsets and
+    single gradients in turn (a seeded order), never the same subset twice."""
+    leave_one_out = [[j for j in range(n) if j != i] for i in range(n)]
+    singles = [[i] for i in range(n)]
+    rng.shuffle(leave_one_out)
+    rng.shuffle(singles)
     subsets = [list(range(n))]
-    for size in range(n - 1, 0, -1):
-        layer = [list(c) for c in itertools.combinations(range(n), size)]
-        rng.shuffle(layer)
-        subsets += layer
-        if len(subsets) >= k:
-            break
+    for pair in zip(leave_one_out, singles, strict=True):
+        subsets += [s for s in pair if s and s not in subsets]
     return subsets[:k]
 
 
