@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import threading
 from typing import Any
@@ -10,7 +11,7 @@ import pytest
 
 import tg_magic as tg
 from tests.fake_api import FakeMessagesAPI
-from tg_magic.candidates import Candidate, ParetoPool, gradient_subsets
+from tg_magic.candidates import Candidate, ParetoPool, gradient_subsets, python_prefix
 from tg_magic.engines import base
 from tg_magic.loss import TextLoss
 from tg_magic.train import Objective, optimize
@@ -161,3 +162,28 @@ def test_candidates_must_be_positive(fake_api: FakeMessagesAPI) -> None:
     prompt = setup_prompt(fake_api)
     with pytest.raises(tg.InputError, match="--candidates must be at least 1"):
         next(optimize([prompt], Objective(lambda _: prompt), candidates=0))
+
+
+def test_python_prefix_keeps_the_code_of_a_chatty_reply() -> None:
+    reply = (
+        "Here is the fix:\n```python\ndef last(xs):\n    return xs[-1]\n\nprint(last([1]))\n```\n"
+        "This works because..."
+    )
+    assert python_prefix(reply) == "def last(xs):\n    return xs[-1]\n"
+    unfenced = "def f(a, b):\n    return a + b\nf(1, 2)\nThat is all."
+    assert python_prefix(unfenced) == "def f(a, b):\n    return a + b\n"
+    assert python_prefix("no code at all") == "no code at all"
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("llama_cpp") is None, reason="the local extra is not installed"
+)
+def test_the_local_model_samples_reproducibly_at_other_temperatures() -> None:
+    greedy = tg.get_engine("local")
+    hot = greedy.with_temperature(1.0)  # type: ignore[attr-defined]
+    assert hot is greedy.with_temperature(1.0) and greedy.with_temperature(0) is greedy  # type: ignore[attr-defined]
+    assert hot.spec == "local@temperature=1" and hot.model == greedy.model
+    tg.set_cache(None)
+    prompt = "Name a colour."
+    first = hot.generate(prompt, max_tokens=12)
+    assert hot.generate(prompt, max_tokens=12) == first  # the fixed seed

@@ -16,14 +16,19 @@ on different examples is not lost when another candidate has the best mean.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import contextvars
 import random
+import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import cast
 
 from . import runtime
+from .config import get_backward_engine
+from .engines import Engine
 from .optim import TGD
 from .variable import Gradient, Variable
 
@@ -56,9 +61,23 @@ def gradient_subsets(n: int, k: int, rng: random.Random) -> list[list[int]]:
     return subsets[:k]
 
 
+# Sampling temperatures of candidates 2, 3, ... on engines that take one (candidate 1 is greedy).
+TEMPERATURES = (0.6, 0.8, 1.0, 1.2)
+
+
+def _sampling(engine: Engine, j: int) -> Engine:
+    """Candidate j's engine: greedy for the first, sampling hotter for the next ones where the
+    engine can (`with_temperature`, the local model); the engine itself elsewhere."""
+    variant = getattr(engine, "with_temperature", None)
+    if j == 0 or variant is None:
+        return engine
+    return cast(Engine, variant(TEMPERATURES[(j - 1) % len(TEMPERATURES)]))
+
+
 async def _propose(
     parameters: list[Variable],
     template: TGD,
+    engine: Engine,
     subset: list[int] | None,
     shown: list[list[str]],
 ) -> tuple[list[str], list[str]]:
@@ -80,7 +99,7 @@ async def _propose(
         return [p.value for p in parameters], []
     optimizer = TGD(
         active,
-        template.engine,
+        engine,
         momentum=len(max((t.past_values for t in active), key=len)),
         constraints=template.constraints,
         in_context_examples=template.in_context_examples,
@@ -90,23 +109,36 @@ async def _propose(
 
 
 def propose(
-    parameters: list[Variable], template: TGD, k: int, rng: random.Random
+    parameters: list[Variable],
+    template: TGD,
+    k: int,
+    rng: random.Random,
+    tidy: Callable[[str], str] | None = None,
 ) -> tuple[list[Candidate], list[str]]:
-    """k candidates from the parameters' current gradients (distinct values only)."""
+    """k candidates from the parameters' current gradients (distinct values only). Candidate j
+    sees the j-th gradient subset, or all of them, and samples at the j-th temperature where
+    the engine can; `tidy` cleans each proposed value (e.g. code cut to what parses)."""
+    engine = template.engine or get_backward_engine()
     n = max((len(p.gradients) for p in parameters), default=0)
     subsets = gradient_subsets(n, k, rng) if n else [[]]
+    sampling = getattr(engine, "with_temperature", None) is not None
+    plans: list[tuple[list[int] | None, int]] = [(s, j) for j, s in enumerate(subsets)]
+    if sampling:
+        plans += [(None, j) for j in range(len(plans), k)]
 
-    def label(subset: list[int]) -> str:
-        if len(subset) == n:
-            return "all feedback"
-        return "feedback " + "+".join(str(j + 1) for j in subset)
+    def label(subset: list[int] | None, j: int) -> str:
+        seen = (
+            "all feedback"
+            if subset is None or len(subset) == n
+            else ("feedback " + "+".join(str(i + 1) for i in subset))
+        )
+        hot = getattr(_sampling(engine, j), "temperature", 0.0) if sampling else 0.0
+        return f"{seen}, temperature {hot:g}" if hot else seen
 
     async def first_round() -> list[tuple[list[str], list[str]]]:
-        return list(
-            await asyncio.gather(
-                *(_propose(parameters, template, s, [[] for _ in parameters]) for s in subsets)
-            )
-        )
+        none: list[list[str]] = [[] for _ in parameters]
+        jobs = [_propose(parameters, template, _sampling(engine, j), s, none) for s, j in plans]
+        return list(await asyncio.gather(*jobs))
 
     candidates: list[Candidate] = []
     failures: list[str] = []
@@ -114,23 +146,53 @@ def propose(
 
     def add(values: list[str], source: str, reasons: list[str]) -> None:
         failures.extend(reasons)
+        values = [tidy(v) for v in values] if tidy else values
         if tuple(values) not in seen:
             seen.add(tuple(values))
             candidates.append(Candidate(values, source))
 
-    for subset, (values, reasons) in zip(subsets, runtime.run(first_round()), strict=True):
-        add(values, label(subset), reasons)
+    for (subset, j), (values, reasons) in zip(plans, runtime.run(first_round()), strict=True):
+        add(values, label(subset, j), reasons)
     # Retries: all the feedback again, with this step's proposals shown as values to move past.
     for attempt in range(1, k - len(candidates) + 1):
         if len(candidates) >= k:
             break
         shown = [[c.values[i] for c in candidates] for i in range(len(parameters))]
-        values, reasons = runtime.run(_propose(parameters, template, None, shown))
+        values, reasons = runtime.run(_propose(parameters, template, engine, None, shown))
         before = len(candidates)
         add(values, f"retry {attempt}", reasons)
         if len(candidates) == before:
             break  # the model repeats itself: more retries would too (greedy decoding)
     return candidates[:k], failures
+
+
+CODE_START = re.compile(r"^(def |class |import |from |@|async def )")
+
+
+def python_prefix(code: str) -> str:
+    """The code of a reply: the first Markdown fence's content if there is one, from its first
+    definition or import on, cut to its longest leading part that parses, without top-level
+    expressions (calls, stray strings). Small models wrap a right fix in prose, fences or a call
+    of a test they made up: the tests should judge the fix, not the chatter around it."""
+    fenced = re.search(r"```[a-zA-Z]*\n(.*?)(```|$)", code, re.DOTALL)
+    text = fenced.group(1) if fenced else code
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if CODE_START.match(line)), 0)
+    lines = lines[start:]
+    for end in range(len(lines), 0, -1):
+        head = "\n".join(lines[:end])
+        try:
+            tree = ast.parse(head)
+        except SyntaxError:
+            continue
+        kept = []
+        for node in tree.body:
+            if isinstance(node, ast.Expr):
+                continue
+            first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+            kept.append("\n".join(lines[first - 1 : node.end_lineno]))
+        return "\n\n".join(kept).strip() + "\n" if kept else code
+    return code
 
 
 def score_all(

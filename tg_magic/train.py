@@ -73,12 +73,14 @@ def optimize(
     seed: int = 0,
     candidates: int = 1,
     pool: int = 4,
+    tidy: Callable[[str], str] | None = None,
     **tgd_options: Any,
 ) -> Iterator[StepResult]:
     """Run `steps` steps of TGD; a step that lowers the validation score is undone.
 
     candidates=k (k > 1): each step proposes k values and keeps the best on validation, growing
-    from a Pareto pool of at most `pool` good values (tg_magic.candidates)."""
+    from a Pareto pool of at most `pool` good values (tg_magic.candidates). `tidy` cleans every
+    proposed value before it is scored (e.g. candidates.python_prefix for code)."""
     if steps < 1:
         raise InputError("--steps must be at least 1")
     if batch_size < 1:
@@ -90,7 +92,7 @@ def optimize(
     train = list(objective.train) if objective.train is not None else None
     if candidates > 1:
         yield from _search(
-            parameters, objective, optimizer, steps, batch_size, rng, candidates, pool
+            parameters, objective, optimizer, steps, batch_size, rng, candidates, pool, tidy
         )
         return
     val_score = objective.validate() if objective.validate else None
@@ -104,6 +106,9 @@ def optimize(
             gradients = [[g.text for g in p.gradients] for p in parameters]
             failed = len(optimizer.failures)
             optimizer.step()
+            for p, b in zip(parameters, before, strict=True):
+                if tidy is not None and p.value != b:
+                    p.value = tidy(p.value)
             proposals = [
                 Proposal(p, b, p.value, g)
                 for p, b, g in zip(parameters, before, gradients, strict=True)
@@ -140,6 +145,7 @@ def _search(
     rng: random.Random,
     k: int,
     pool_size: int,
+    tidy: Callable[[str], str] | None,
 ) -> Iterator[StepResult]:
     """The k-candidate loop: propose from a pool member, score all, keep the best mean if it
     does not lower the incumbent's score (the same gate as plain TGD)."""
@@ -160,7 +166,7 @@ def _search(
             loss.backward(optimizer.engine)
             score = loss.score
             gradients = [[g.text for g in p.gradients] for p in parameters]
-            proposed, failures = propose(parameters, optimizer, k, rng)
+            proposed, failures = propose(parameters, optimizer, k, rng, tidy)
             for p, v in zip(parameters, current, strict=True):
                 p.value = v
             score_all(parameters, proposed, objective.validate_each, objective.validate)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import copy
 import importlib.util
 import os
 import threading
@@ -331,6 +332,22 @@ class LocalEngine(Engine):
             self.small = self.path.stat().st_size <= SMALL_MODEL_BYTES
         self.model = self.path.stem
         self._key = str(self.path.resolve())
+        self.temperature = 0.0  # greedy; see with_temperature()
+        self._variants: dict[float, LocalEngine] = {}
+
+    def with_temperature(self, temperature: float) -> LocalEngine:
+        """The same model sampling at `temperature` (with the fixed seed, so a request still
+        always gets the same reply): how k-candidate search gets different proposals from one
+        prompt. Its spec names the temperature, so cached replies never mix."""
+        if temperature <= 0:
+            return self
+        if temperature not in self._variants:
+            variant = copy.copy(self)
+            variant.temperature = temperature
+            variant.spec = f"{self.spec}@temperature={temperature:g}"
+            variant._variants = {}
+            self._variants[temperature] = variant
+        return self._variants[temperature]
 
     def loaded(self) -> _Loaded:
         """The shared llama.cpp model, loaded now if it is not yet."""
@@ -358,7 +375,7 @@ class LocalEngine(Engine):
             response = llama.create_chat_completion(
                 messages=_messages(llama, request, max_out, loaded.context),
                 max_tokens=max_out,
-                temperature=0.0,
+                temperature=self.temperature,
                 seed=SEED,
                 **args,
             )
