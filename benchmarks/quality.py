@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.quality_tasks import code_bugs, counting, refine
 from tg_magic import runtime
 from tg_magic.autograd import forward
+from tg_magic.candidates import python_prefix
 from tg_magic.config import set_backward_engine
 from tg_magic.data import Example
 from tg_magic.engines import DEFAULT_ANTHROPIC_MODEL, METER, Engine, get_engine, set_cache
@@ -196,6 +197,7 @@ def fix_one(
                 candidates=k,
                 engine=engine,
                 constraints=KIND_CONSTRAINTS["code"],
+                tidy=python_prefix,
             )
             for r in steps_within(results, run, call_budget):
                 used = r.step

@@ -170,13 +170,11 @@ CODE_START = re.compile(r"^(def |class |import |from |@|async def )")
 
 
 def python_prefix(code: str) -> str:
-    """The code of a reply: the first Markdown fence's content if there is one, from its first
-    definition or import on, cut to its longest leading part that parses, without top-level
-    expressions (calls, stray strings). Small models wrap a right fix in prose, fences or a call
+    """The code of a reply: without Markdown fence lines, from its first definition or import
+    on, cut to its longest leading part that parses, without top-level expressions (calls,
+    stray strings). Small models wrap a right fix in prose, fences or a call
     of a test they made up: the tests should judge the fix, not the chatter around it."""
-    fenced = re.search(r"```[a-zA-Z]*\n(.*?)(```|$)", code, re.DOTALL)
-    text = fenced.group(1) if fenced else code
-    lines = text.splitlines()
+    lines = [line for line in code.splitlines() if not line.startswith("```")]
     start = next((i for i, line in enumerate(lines) if CODE_START.match(line)), 0)
     lines = lines[start:]
     for end in range(len(lines), 0, -1):
