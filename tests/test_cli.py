@@ -246,15 +246,31 @@ def test_run_stops_at_the_cell_that_fails(tmp_path: Path) -> None:
     assert executed[2].outputs == []
 
 
-def test_demo_runs_the_whole_loop(fake_api: FakeMessagesAPI) -> None:
-    result = run_cli("demo", "--engine", HAIKU, "--steps", "1")
+FIXED_FIZZBUZZ = (
+    "def fizzbuzz(n):\n    if n % 15 == 0:\n        return 'FizzBuzz'\n    if n % 3 == 0:\n"
+    "        return 'Fizz'\n    if n % 5 == 0:\n        return 'Buzz'\n    return str(n)"
+)
+
+
+def test_demo_fixes_what_the_tests_accept_and_checks_held_back_tests(
+    fake_api: FakeMessagesAPI,
+) -> None:
+    # The fake proposes a right fizzbuzz (wrapped in chatter) and broken code for the others.
+    fake_api.add_rule(
+        "improved Python code defining fizzbuzz",
+        f"<IMPROVED_VARIABLE>Here it is:\n```python\n{FIXED_FIZZBUZZ}\n```\nDone."
+        "</IMPROVED_VARIABLE>",
+    )
+    result = run_cli("demo", "--engine", HAIKU, "--steps", "2", "--candidates", "2")
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    for phase in ("step 1/1  forward: score 0.33", "backward: 3 gradients", "update: new system"):
-        assert phase in out
-    assert "-Answer the question.\n+Answer the question. Think step by step" in out
-    assert "score 0.33 -> 1.00" in out
-    assert "input +" in out and "$" in out  # usage per phase
+    assert "fizzbuzz   [#########---] tests 3/4 pass" in out
+    assert "[############] tests 4/4 pass  step 1/2: 1 candidates, kept a better version" in out
+    assert "range_sum  [------------] tests 0/2 pass" in out
+    assert "no candidate was better" in out
+    assert "held-back tests (never shown to a model): 0/3 functions pass before, 1/3 after" in out
+    assert "+    if n % 15 == 0:" in out and "Here it is" not in out
+    assert "$" in out  # usage per step
 
 
 def _local_model() -> bool:
@@ -275,11 +291,10 @@ def _local_model() -> bool:
 def test_demo_without_a_key_runs_on_the_local_model() -> None:
     """The README's first command: no key, the embedded model, a whole optimization."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
-    result = run_cli("demo", timeout=400, env=env)
+    result = run_cli("demo", "--steps", "1", "--candidates", "2", timeout=900, env=env)
     assert result.returncode == 0, result.stderr
     assert "using the embedded local model" in result.stderr
     out = result.stdout
     assert "on local" in out
-    for phase in ("forward: score", "backward: 3 gradients", "update: ", "after 1 step(s)"):
-        assert phase in out
-    assert "--- system prompt (before)" in out or "did not change" in out
+    assert "held-back tests (never shown to a model): 0/3 functions pass before" in out
+    assert "a stronger model (set ANTHROPIC_API_KEY, or --engine)" in out

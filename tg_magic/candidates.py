@@ -256,7 +256,8 @@ class ParetoPool:
 
     def parent(self) -> Candidate:
         """A member drawn with weight = the number of validation examples it is best on."""
-        if len(self.members) < 2 or not self.members[0].per_example:
+        lengths = {len(m.per_example) for m in self.members}
+        if len(self.members) < 2 or len(lengths) > 1 or 0 in lengths:
             return self.best
         tops = [max(col) for col in zip(*(m.per_example for m in self.members), strict=True)]
         weights = [

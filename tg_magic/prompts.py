@@ -186,7 +186,3 @@ KIND_CONSTRAINTS: dict[str, list[str]] = {
     "prompt": ["The value is a prompt for a language model: keep it a prompt, not an answer."],
     "text": [],
 }
-
-# `tg-magic demo`: a short rule keeps the tiny local model's rewrite of the prompt short (longer
-# rules make it ramble past its output cap, and a reply cut there has no closing tag).
-DEMO_CONSTRAINTS = ["At most two short sentences."]

@@ -148,7 +148,7 @@ def _search(
     tidy: Callable[[str], str] | None,
 ) -> Iterator[StepResult]:
     """The k-candidate loop: propose from a pool member, score all, keep the best mean if it
-    does not lower the incumbent's score (the same gate as plain TGD)."""
+    beats the incumbent's."""
     train = list(objective.train) if objective.train is not None else None
     pool = ParetoPool(pool_size, seed=rng.randrange(2**32))
     incumbent = Candidate([p.value for p in parameters], "incumbent")
@@ -175,9 +175,10 @@ def _search(
             best = max(scored, key=lambda c: c.score or 0.0, default=None)
             if not scored and proposed:
                 best = proposed[0]  # no validation: plain TGD's proposal, as without candidates
+            # Strictly better only: among equals the incumbent stays (the pool keeps the others,
+            # so a later step can still grow from them).
             keep = best is not None and (
-                incumbent.score is None
-                or (best.score is not None and best.score >= incumbent.score)
+                incumbent.score is None or (best.score is not None and best.score > incumbent.score)
             )
             val_before = incumbent.score
             if keep and best is not None:

@@ -1,151 +1,164 @@
-"""`tg-magic demo`: a small prompt optimization end to end (forward, loss, gradients, step, diff)
-on generated counting questions."""
+"""`tg-magic demo`: buggy functions fixed against their tests, end to end (tests run for real,
+textual gradients, k candidate versions per step, the tests pick), then held-back tests that the
+optimization never saw. Tests judge every candidate, so even the small keyless model's rare good
+proposal is found and kept, and a wrong one never is."""
 
 from __future__ import annotations
 
 import argparse
 import difflib
-import random
 import time
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
-from . import engine_for, fail, short
-
-NOUNS = {
-    "fruits": ["apple", "banana", "plum", "pear", "orange", "grape", "nectarine"],
-    "musical instruments": ["violin", "flute", "drum", "trumpet", "piano", "clarinet"],
-    "objects": ["chair", "table", "lamp", "oven", "bed", "stove", "microwave"],
-    "animals": ["cat", "dog", "rabbit", "goat", "snail", "donkey", "frog"],
-}
-NUMBER_WORDS = ["one", "two", "three", "four", "five"]
+from . import engine_for, fail
 
 
-def counting_question(rng: random.Random) -> tuple[str, str]:
-    """'I have a violin, two drums and a flute. How many musical instruments do I have?' -> 4"""
-    kind = rng.choice(sorted(NOUNS))
-    items = rng.sample(NOUNS[kind], rng.randint(2, 4))
-    counts = [rng.randint(1, 3) for _ in items]
-    parts = [
-        f"{'an' if item[0] in 'aeiou' else 'a'} {item}"
-        if c == 1
-        else f"{NUMBER_WORDS[c - 1]} {item}s"
-        for item, c in zip(items, counts, strict=True)
-    ]
-    listed = ", ".join(parts[:-1]) + f" and {parts[-1]}"
-    return f"I have {listed}. How many {kind} do I have?", str(sum(counts))
+@dataclass(frozen=True)
+class Bug:
+    name: str
+    code: str
+    tests: str  # what the optimization runs
+    held_back: str  # run once before and once after, never shown to a model
 
 
-DEMO_PROMPT = "Answer the question."
+BUGS = [
+    Bug(
+        "fizzbuzz",
+        "def fizzbuzz(n):\n    if n % 3 == 0:\n        return 'Fizz'\n"
+        "    if n % 5 == 0:\n        return 'Buzz'\n"
+        "    if n % 15 == 0:\n        return 'FizzBuzz'\n    return str(n)\n",
+        "def test_fizz():\n    assert fizzbuzz(3) == 'Fizz'\n\n"
+        "def test_buzz():\n    assert fizzbuzz(10) == 'Buzz'\n\n"
+        "def test_fizzbuzz():\n    assert fizzbuzz(15) == 'FizzBuzz'\n\n"
+        "def test_number():\n    assert fizzbuzz(7) == '7'\n",
+        "assert fizzbuzz(45) == 'FizzBuzz' and fizzbuzz(9) == 'Fizz'\n",
+    ),
+    Bug(
+        "range_sum",
+        'def range_sum(a, b):\n    """The sum of the integers from a to b, both included."""\n'
+        "    return sum(range(a, b))\n",
+        "def test_range():\n    assert range_sum(1, 3) == 6\n\n"
+        "def test_one_number():\n    assert range_sum(5, 5) == 5\n",
+        "assert range_sum(-2, 2) == 0 and range_sum(10, 12) == 33\n",
+    ),
+    Bug(
+        "word_count",
+        "def word_count(text):\n    return len(text.split(' '))\n",
+        "def test_words():\n    assert word_count('one two three') == 3\n\n"
+        "def test_two_spaces():\n    assert word_count('one  two') == 2\n\n"
+        "def test_empty():\n    assert word_count('') == 0\n",
+        "assert word_count('  padded   words ') == 2\n",
+    ),
+]
+BAR = 12
+
+
+def bar(done: int, total: int) -> str:
+    filled = round(BAR * done / total)
+    return "[" + "#" * filled + "-" * (BAR - filled) + "]"
+
+
+def fix(bug: Bug, args: argparse.Namespace) -> str:
+    """Optimize one function against its tests, printing a progress bar per step; the new code."""
+    import tg_magic as tg
+    from tg_magic.candidates import python_prefix
+    from tg_magic.loss import TestLoss
+    from tg_magic.prompts import KIND_CONSTRAINTS
+    from tg_magic.train import Objective, optimize
+
+    code = tg.Variable(bug.code, role_description=f"Python code defining {bug.name}")
+    tests = TestLoss(bug.tests)
+
+    def scores(values: list[str]) -> list[float]:
+        run = TestLoss.report(tests(tg.Variable(values[0], role_description="code")))
+        return [float(o.passed) for o in run.outcomes] or [0.0]
+
+    objective: Objective[Any] = Objective(
+        lambda _: tests(code), validate=lambda: tests(code).score, validate_each=scores
+    )
+    first = TestLoss.report(tests(code))
+    total = len(first.outcomes) or 1
+    passed = sum(o.passed for o in first.outcomes)
+    print(f"{bug.name:<11}{bar(passed, total)} tests {passed}/{total} pass")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # unusable replies are candidates that lose
+        steps = optimize(
+            [code],
+            objective,
+            steps=args.steps,
+            candidates=args.candidates,
+            constraints=KIND_CONSTRAINTS["code"],
+            tidy=python_prefix,
+        )
+        for result in steps:
+            passed = round((result.val_after or 0.0) * total)
+            better = result.val_after != result.val_before
+            print(
+                f"{'':<11}{bar(passed, total)} tests {passed}/{total} pass  step "
+                f"{result.step}/{args.steps}: {len(result.candidates)} candidates, "
+                f"{'kept a better version' if better else 'no candidate was better'}  "
+                f"[{result.usage}]"
+            )
+            if result.val_after == 1.0:
+                break
+    return code.value
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     import tg_magic as tg
-    from tg_magic.data import METRICS
+    from tg_magic.sandbox import run_tests
 
-    if args.steps < 1 or args.questions < 1:
-        return fail("demo", "--steps must be at least 1")
+    if args.steps < 1 or args.candidates < 1:
+        return fail("demo", "--steps and --candidates must be at least 1")
     engine = engine_for(args.engine) or tg.get_engine(None)
     tg.set_backward_engine(engine)
-    rng = random.Random(args.seed)
-    data = [counting_question(rng) for _ in range(args.questions)]
-    prompt = tg.Variable(
-        DEMO_PROMPT,
-        role_description="system prompt of a model that answers counting questions",
-        requires_grad=True,
+    print(f"tg-magic demo: fix {len(BUGS)} buggy functions against their tests on {engine.spec}")
+    print(
+        f"each step: the tests run, the model explains the failures (the gradient) and writes "
+        f"{args.candidates} new versions; the tests keep the best, never a worse one\n"
     )
-    model = tg.BlackboxLLM(engine, prompt)
-    number = METRICS["number"]
-
-    def correct(prediction: tg.Variable, answer: tg.Variable) -> tuple[str, float]:
-        ok = number(prediction.value, answer.value)
-        return ("correct" if ok else f"wrong: the answer is {answer.value}"), float(ok)
-
-    metric = tg.StringBasedFunction(
-        correct, "1 if the last number in the prediction equals the correct answer, else 0"
-    )
-    optimizer = tg.TGD([prompt], constraints=_prompt_constraints())
-
-    def forward() -> tuple[tg.Variable, list[tg.Variable]]:
-        verdicts, predictions = [], []
-        for question, answer in data:
-            q = tg.Variable(question, role_description="question", requires_grad=False)
-            a = tg.Variable(answer, role_description="correct answer", requires_grad=False)
-            prediction = model(q, "answer to the question")
-            predictions.append(prediction)
-            verdicts.append(metric({"prediction": prediction, "answer": a}))
-        return tg.sum(verdicts), predictions
-
-    print(f"tg-magic demo: optimize a system prompt for counting questions on {engine.spec}")
-    print(f"{len(data)} questions, metric: the last number in the answer equals the count")
-    print(f"system prompt: {prompt.value!r}\n")
     start = time.perf_counter()
-    first = prompt.value
-    score_before = None
-    for step in range(1, args.steps + 1):
-        optimizer.zero_grad()
-        with tg.track_usage() as used:
-            loss, predictions = forward()
-            score = loss.score
-        score_before = score if score_before is None else score_before
-        print(f"step {step}/{args.steps}  forward: score {score:.2f}  [{used.usage}]")
-        for (question, answer), prediction in zip(data, predictions, strict=True):
-            mark = "ok " if number(prediction.value, answer) else "no "
-            print(f"  {mark} {short(question, 60)} -> {short(prediction.value, 40)!r}")
-        with tg.track_usage() as used:
-            loss.backward()
-        print(
-            f"step {step}/{args.steps}  backward: {len(prompt.gradients)} gradients  [{used.usage}]"
-        )
-        if prompt.gradients:
-            print(f"  e.g. {short(prompt.gradients[0].text, 160)}")
-        failed = len(optimizer.failures)
-        with tg.track_usage() as used, warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # said below, in one line
-            optimizer.step()
-        if len(optimizer.failures) > failed:
-            print(f"step {step}/{args.steps}  update: no usable reply  [{used.usage}]")
-            print(f"  {optimizer.failures[-1].reason}")
-            if engine.small:
-                print("  (a model this small often fails here: see the README)")
-        else:
-            print(f"step {step}/{args.steps}  update: new system prompt  [{used.usage}]")
-        print(f"  {prompt.value!r}\n")
-    with tg.track_usage() as used:
-        final, _ = forward()
-        after = final.score
-    print(f"after {args.steps} step(s): score {score_before:.2f} -> {after:.2f}  [{used.usage}]")
-    diff = difflib.unified_diff(
-        first.splitlines(),
-        prompt.value.splitlines(),
-        "system prompt (before)",
-        "system prompt (after)",
-        lineterm="",
+    held_before = held_after = 0
+    diffs = []
+    for bug in BUGS:
+        held_before += run_tests(bug.code, bug.held_back).score == 1.0
+        new = fix(bug, args)
+        held_after += run_tests(new, bug.held_back).score == 1.0
+        if new != bug.code:
+            diffs.append((bug, new))
+    print(
+        f"\nheld-back tests (never shown to a model): {held_before}/{len(BUGS)} functions pass "
+        f"before, {held_after}/{len(BUGS)} after"
     )
-    print("\n".join(diff) or "(the system prompt did not change)")
+    for bug, new in diffs:
+        diff = difflib.unified_diff(
+            bug.code.splitlines(), new.splitlines(), "before", "after", lineterm=""
+        )
+        print(f"\n{bug.name}:\n" + "\n".join(diff))
     print(f"\ntotal: {tg.usage()}, {time.perf_counter() - start:.0f} s")
+    if engine.small:
+        print(
+            "a small local model writes mostly wrong versions, and the tests reject them; a "
+            "stronger model (set ANTHROPIC_API_KEY, or --engine) writes better gradients and "
+            "candidates: benchmarks/quality.py measures both"
+        )
     return 0
-
-
-def _prompt_constraints() -> list[str]:
-    from ..prompts import DEMO_CONSTRAINTS
-
-    return list(DEMO_CONSTRAINTS)
 
 
 def add_parser(sub: Any) -> None:
     demo = sub.add_parser(
         "demo",
-        help="run a small prompt optimization end to end",
-        description="Optimize a system prompt for counting questions: forward, loss, "
-        "gradients, step, and the diff. No API key: the embedded local model.",
+        help="fix buggy functions against their tests, end to end",
+        description="Fix three buggy functions against real tests: gradients, k candidates "
+        "per step, the tests pick, held-back tests after. No API key: the embedded local model.",
     )
     demo.add_argument(
         "--engine",
         help="e.g. anthropic:claude-haiku-5-5 or local (default: "
         "Claude if ANTHROPIC_API_KEY is set, else local)",
     )
-    demo.add_argument("--steps", type=int, default=1, help="optimizer steps (default 1)")
-    demo.add_argument("--questions", type=int, default=3, help=argparse.SUPPRESS)
-    demo.add_argument("--seed", type=int, default=1, help=argparse.SUPPRESS)
+    demo.add_argument("--steps", type=int, default=3, help="optimizer steps per function (3)")
+    demo.add_argument("--candidates", type=int, default=6, help="candidate versions per step (6)")
     demo.set_defaults(func=cmd_demo)
