@@ -180,9 +180,10 @@ def test_python_prefix_keeps_the_code_of_a_chatty_reply() -> None:
 )
 def test_the_local_model_samples_reproducibly_at_other_temperatures() -> None:
     greedy = tg.get_engine("local")
-    hot = greedy.with_temperature(1.0)  # type: ignore[attr-defined]
-    assert hot is greedy.with_temperature(1.0) and greedy.with_temperature(0) is greedy  # type: ignore[attr-defined]
-    assert hot.spec == "local@temperature=1" and hot.model == greedy.model
+    hot = greedy.with_temperature(1.0, seed=7)  # type: ignore[attr-defined]
+    assert hot is greedy.with_temperature(1.0, seed=7)  # type: ignore[attr-defined]
+    assert greedy.with_temperature(0) is greedy  # type: ignore[attr-defined]
+    assert hot.spec == "local@temperature=1,seed=7" and hot.model == greedy.model
     tg.set_cache(None)
     prompt = "Name a colour."
     first = hot.generate(prompt, max_tokens=12)

@@ -65,13 +65,14 @@ def gradient_subsets(n: int, k: int, rng: random.Random) -> list[list[int]]:
 TEMPERATURES = (0.6, 0.8, 1.0, 1.2)
 
 
-def _sampling(engine: Engine, j: int) -> Engine:
+def _sampling(engine: Engine, j: int, seed: int) -> Engine:
     """Candidate j's engine: greedy for the first, sampling hotter for the next ones where the
-    engine can (`with_temperature`, the local model); the engine itself elsewhere."""
+    engine can (`with_temperature`, the local model), with a seed drawn per step so that a
+    step from the same value and feedback still gets new samples; the engine itself elsewhere."""
     variant = getattr(engine, "with_temperature", None)
     if j == 0 or variant is None:
         return engine
-    return cast(Engine, variant(TEMPERATURES[(j - 1) % len(TEMPERATURES)]))
+    return cast(Engine, variant(TEMPERATURES[(j - 1) % len(TEMPERATURES)], seed + j))
 
 
 async def _propose(
@@ -122,6 +123,7 @@ def propose(
     n = max((len(p.gradients) for p in parameters), default=0)
     subsets = gradient_subsets(n, k, rng) if n else [[]]
     sampling = getattr(engine, "with_temperature", None) is not None
+    seed = rng.randrange(2**16)
     plans: list[tuple[list[int] | None, int]] = [(s, j) for j, s in enumerate(subsets)]
     if sampling:
         plans += [(None, j) for j in range(len(plans), k)]
@@ -132,12 +134,14 @@ def propose(
             if subset is None or len(subset) == n
             else ("feedback " + "+".join(str(i + 1) for i in subset))
         )
-        hot = getattr(_sampling(engine, j), "temperature", 0.0) if sampling else 0.0
+        hot = getattr(_sampling(engine, j, seed), "temperature", 0.0) if sampling else 0.0
         return f"{seen}, temperature {hot:g}" if hot else seen
 
     async def first_round() -> list[tuple[list[str], list[str]]]:
         none: list[list[str]] = [[] for _ in parameters]
-        jobs = [_propose(parameters, template, _sampling(engine, j), s, none) for s, j in plans]
+        jobs = [
+            _propose(parameters, template, _sampling(engine, j, seed), s, none) for s, j in plans
+        ]
         return list(await asyncio.gather(*jobs))
 
     candidates: list[Candidate] = []

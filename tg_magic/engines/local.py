@@ -333,21 +333,23 @@ class LocalEngine(Engine):
         self.model = self.path.stem
         self._key = str(self.path.resolve())
         self.temperature = 0.0  # greedy; see with_temperature()
-        self._variants: dict[float, LocalEngine] = {}
+        self.seed = SEED
+        self._variants: dict[tuple[float, int], LocalEngine] = {}
 
-    def with_temperature(self, temperature: float) -> LocalEngine:
-        """The same model sampling at `temperature` (with the fixed seed, so a request still
-        always gets the same reply): how k-candidate search gets different proposals from one
-        prompt. Its spec names the temperature, so cached replies never mix."""
+    def with_temperature(self, temperature: float, seed: int = SEED) -> LocalEngine:
+        """The same model sampling at `temperature` with `seed` (so a request still always gets
+        the same reply): how k-candidate search gets different proposals from one prompt. Its
+        spec names both, so cached replies never mix."""
         if temperature <= 0:
             return self
-        if temperature not in self._variants:
+        key = (temperature, seed)
+        if key not in self._variants:
             variant = copy.copy(self)
-            variant.temperature = temperature
-            variant.spec = f"{self.spec}@temperature={temperature:g}"
+            variant.temperature, variant.seed = key
+            variant.spec = f"{self.spec}@temperature={temperature:g},seed={seed}"
             variant._variants = {}
-            self._variants[temperature] = variant
-        return self._variants[temperature]
+            self._variants[key] = variant
+        return self._variants[key]
 
     def loaded(self) -> _Loaded:
         """The shared llama.cpp model, loaded now if it is not yet."""
@@ -376,7 +378,7 @@ class LocalEngine(Engine):
                 messages=_messages(llama, request, max_out, loaded.context),
                 max_tokens=max_out,
                 temperature=self.temperature,
-                seed=SEED,
+                seed=self.seed,
                 **args,
             )
         text = response["choices"][0]["message"]["content"] or ""
