@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import bisect
 import contextvars
+import sys
 from collections.abc import Iterable
 from typing import Any
 
-# The rank, in graph order, of the node whose backward is running (set by the scheduler).
-sending_rank: contextvars.ContextVar[int] = contextvars.ContextVar("sending_rank", default=0)
+# The rank, in graph order, of the node whose backward is running (set by the scheduler);
+# feedback added outside a backward pass goes last.
+LAST = sys.maxsize
+sending_rank: contextvars.ContextVar[int] = contextvars.ContextVar("sending_rank", default=LAST)
 
 
 class Gradients(list[Any]):
@@ -37,7 +40,7 @@ class Gradients(list[Any]):
         if any(existing is item for existing in self):
             return
         rank = sending_rank.get()
-        at = bisect.bisect_right([self._rank.get(id(g), 0) for g in self], rank)
+        at = bisect.bisect_right([self._rank.get(id(g), LAST) for g in self], rank)
         self._rank[id(item)] = rank
         super().insert(at, item)
 

@@ -18,11 +18,9 @@ from .usage import Usage
 
 
 def adopt(cls: type[Engine]) -> None:
-    """Give a subclass that overrides `generate` an identity for the cache key."""
-    if "generate" not in cls.__dict__ or _own_complete(cls):
-        return
-    if any("spec" in c.__dict__ for c in cls.__mro__ if c is not Engine):
-        return  # the subclass names itself
+    """Give each subclass that overrides `generate` its own identity for the cache key."""
+    if cls.generate is Engine.generate or _own_complete(cls) or "spec" in cls.__dict__:
+        return  # a built-in engine, or one that names itself
     identity = f"custom:{cls.__module__}.{cls.__qualname__}"
 
     def spec(self: Engine) -> str:
