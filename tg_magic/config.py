@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-
 from typing import Any
 
 from .engines import Engine, default_engine, get_engine
@@ -25,9 +24,7 @@ class Settings:
 settings = Settings()
 
 
-def set_backward_engine(
-    engine: Engine | str | None, override: bool = True, **options: Any
-) -> None:
+def set_backward_engine(engine: Engine | str | None, override: bool = True, **options: Any) -> None:
     """The engine for gradients and optimizer steps (the paper: a strong model here).
 
     override=False refuses to replace an engine already set, as TextGrad does; `options` are

@@ -52,7 +52,7 @@ class Gradients(list[Any]):
 
     update = extend
 
-    def __iadd__(self, items: Iterable[Any]) -> Gradients:  # type: ignore[override]
+    def __iadd__(self, items: Iterable[Any]) -> Gradients:  # type: ignore[misc]
         self.extend(items)
         return self
 

@@ -90,7 +90,7 @@ def as_parts(content: Any) -> tuple[Part, ...]:
     if isinstance(content, Sequence) and not isinstance(content, bytes):
         parts: list[Part] = []
         for item in content:
-            if isinstance(item, Image) or isinstance(item, str):
+            if isinstance(item, Image | str):
                 parts.append(item)
             elif isinstance(item, bytes):
                 parts.append(Image(item))

@@ -56,9 +56,7 @@ def test_aliases_are_tg_magics_own_objects() -> None:
     from tg_magic.engines.openai import OpenAIEngine
 
     for cls, base in ((ChatOpenAI, OpenAIEngine), (ChatAnthropic, AnthropicEngine)):
-        assert issubclass(cls, base) and set(vars(cls)) - {"__doc__", "__module__"} == {
-            "__init__"
-        }
+        assert issubclass(cls, base) and set(vars(cls)) - {"__doc__", "__module__"} == {"__init__"}
     assert set(vars(LiteLLMEngine)) - {"__doc__", "__module__"} == {"__init__", "_complete"}
     assert isinstance(tg.logger, __import__("logging").Logger)
 
@@ -141,7 +139,9 @@ def test_a_models_output_is_optimized_and_gradients_follow_the_graph(
     assert answer.value != before and answer.history == [before]
 
 
-def test_images_go_to_claude_as_image_blocks(fake: FakeMessagesAPI, textgrad_world: list[str]) -> None:
+def test_images_go_to_claude_as_image_blocks(
+    fake: FakeMessagesAPI, textgrad_world: list[str]
+) -> None:
     image = tg.Variable(image_path=str(ANT), role_description="photo", requires_grad=False)
     assert image.value == ANT.read_bytes() and textgrad_world == []  # a file is not fetched
     question = tg.Variable("What is this?", role_description="question", requires_grad=False)
@@ -206,7 +206,9 @@ def test_cache_option_is_honoured(fake: FakeMessagesAPI) -> None:
 
 
 def test_load_task_without_data_says_where_to_put_it(tmp_path: Path) -> None:
-    with pytest.raises(tg.InputError, match=r"save https://raw.githubusercontent.com/.*word_sorting"):
+    with pytest.raises(
+        tg.InputError, match=r"save https://raw.githubusercontent.com/.*word_sorting"
+    ):
         tg.tasks.BigBenchHard("word_sorting", root=str(tmp_path))
     with pytest.raises(tg.InputError, match="not available in tg-magic"):
         tg.tasks.load_task("GSM8K_DSPy", None)

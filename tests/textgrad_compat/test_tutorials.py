@@ -47,7 +47,9 @@ def improved(text: str) -> bool:
 def test_primitives() -> None:
     ns, errors, commands = run("primitives")
     assert errors == []
-    assert commands == ["pip install textgrad # you might need to restart the notebook after installing textgrad"]
+    assert commands == [
+        "pip install textgrad # you might need to restart the notebook after installing textgrad"
+    ]
     assert improved(ns["x"].value)
     assert ns["x"].gradients == []  # optimizer.zero_grad()
 
@@ -82,7 +84,12 @@ def test_test_time_loss_for_code() -> None:
 def test_multimodal(textgrad_world: list[str]) -> None:
     ns, errors, _ = run("multimodal")
     assert errors == []
-    assert textgrad_world.count("https://upload.wikimedia.org/wikipedia/commons/a/a7/Camponotus_flavomarginatus_ant.jpg") == 1
+    assert (
+        textgrad_world.count(
+            "https://upload.wikimedia.org/wikipedia/commons/a/a7/Camponotus_flavomarginatus_ant.jpg"
+        )
+        == 1
+    )
     images = [
         part
         for r in _Chat.received
@@ -91,7 +98,9 @@ def test_multimodal(textgrad_world: list[str]) -> None:
         for part in m["content"]
         if part["type"] == "image_url"
     ]
-    assert images and all(p["image_url"]["url"].startswith("data:image/jpeg;base64,") for p in images)
+    assert images and all(
+        p["image_url"]["url"].startswith("data:image/jpeg;base64,") for p in images
+    )
     assert improved(ns["response"].value)
 
 
@@ -121,7 +130,9 @@ def test_readme_experimental_engines(fake: FakeMessagesAPI) -> None:
     ns, errors, _ = run("readme_experimental_engines")
     assert errors == []
     assert isinstance(ns["engine"], tg.engine_experimental.litellm.LiteLLMEngine)
-    assert any(isinstance(m["content"], list) for r in _Chat.received for m in r["body"]["messages"])
+    assert any(
+        isinstance(m["content"], list) for r in _Chat.received for m in r["body"]["messages"]
+    )
 
 
 @pytest.fixture(autouse=True)

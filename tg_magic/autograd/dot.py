@@ -42,7 +42,7 @@ def dot_source(root: Variable, print_gradients: bool = False) -> str:
     lines = [
         "digraph {",
         "  rankdir=TB; bgcolor=lightgrey;",
-        '  node [shape=rectangle style=filled fillcolor=lavender fontname=Arial fontsize=8];',
+        "  node [shape=rectangle style=filled fillcolor=lavender fontname=Arial fontsize=8];",
     ]
     for var in graph([root]):
         value = var.value if isinstance(var.value, str) else repr(var.value)

@@ -1,12 +1,13 @@
 """TextGrad's `textgrad.optimizer` names for tg-magic's optimizer (tg_magic.optim.TGD).
 
-    TextualGradientDescent, TGD        -> tg_magic.TGD (the same object)
-    TextualGradientDescentwithMomentum -> TGD with TextGrad's `momentum_window` argument
+TextualGradientDescent, TGD        -> tg_magic.TGD (the same object)
+TextualGradientDescentwithMomentum -> TGD with TextGrad's `momentum_window` argument
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+
 from ..engines import Engine
 from ..optim import TGD
 from ..variable import Variable

@@ -102,12 +102,12 @@ def string_based_equality_fn(prediction: Variable, ground_truth_answer: Variable
 
 
 def load_task(
-    task_name: str, evaluation_api: Any = None, *args: Any, **kwargs: Any
+    task_name: str, evaluation_api: Any = None, root: str | None = None
 ) -> tuple[Dataset, Dataset, Dataset, Callable[..., Variable]]:
-    """(train, val, test, eval_fn) of a TextGrad task; `root=` is where its files are."""
+    """(train, val, test, eval_fn) of a TextGrad task; `root` is where its files are."""
     if task_name == "BBH_object_counting":
         task = task_name.removeprefix("BBH_")
-        splits = [BigBenchHard(task, split=s, *args, **kwargs) for s in ("train", "val", "test")]
+        splits = [BigBenchHard(task, root, split) for split in ("train", "val", "test")]
         eval_fn = StringBasedFunction(
             string_based_equality_fn,
             function_purpose="The runtime of string-based function that checks if the "
