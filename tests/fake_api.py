@@ -15,6 +15,7 @@ Typical use::
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import re
@@ -197,6 +198,30 @@ def _validate_content(content: Any, where: str) -> None:
                 raise _bad(f"{where}.{j}.text: Field required")
             if not text:
                 raise _bad(f"{where}.{j}: text content blocks must be non-empty")
+        elif block["type"] == "image":
+            _validate_image(block.get("source"), f"{where}.{j}.source")
+
+
+IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
+
+
+def _validate_image(source: Any, where: str) -> None:
+    """An image block as the real API takes it: base64 data with a supported media type."""
+    if not isinstance(source, dict) or source.get("type") not in ("base64", "url"):
+        raise _bad(f"{where}: an image source is {{'type': 'base64' | 'url', ...}}")
+    if source["type"] == "url":
+        if not isinstance(source.get("url"), str):
+            raise _bad(f"{where}.url: Field required")
+        return
+    if source.get("media_type") not in IMAGE_TYPES:
+        raise _bad(f"{where}.media_type: Input should be one of {', '.join(IMAGE_TYPES)}")
+    data = source.get("data")
+    if not isinstance(data, str) or not data:
+        raise _bad(f"{where}.data: Field required")
+    try:
+        base64.b64decode(data, validate=True)
+    except ValueError:
+        raise _bad(f"{where}.data: invalid base64 data") from None
 
 
 def _validate_system(system: Any) -> None:

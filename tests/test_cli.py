@@ -209,7 +209,7 @@ def test_feedback_with_a_rubric(fake_api: FakeMessagesAPI, tmp_path: Path) -> No
             "--jobs",
         ),
         (["run", "missing.ipynb"], "not found"),
-        (["run", "SUBS/bob.ipynb", "--engine", "claude-haiku-5-5"], "did you mean"),
+        (["run", "SUBS/bob.ipynb", "--engine", "gemini-1.5-pro"], "not supported"),
         (["frobnicate"], "invalid choice"),
     ],
 )

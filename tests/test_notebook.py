@@ -216,7 +216,7 @@ def test_interrupt_stops_cleanly_and_keeps_candidates(
         ("%tgloss l1 --target add --data counting.jsonl", "trains a system prompt"),
         ("%%tgvariable empty\n   \n", "the cell of empty is empty"),
         ("%%tgvariable 2bad\ntext", "not a valid name"),
-        ("%tgconfig --engine gpt-4", "unknown engine"),
+        ("%tgconfig --engine nonsense", "unknown engine"),
         ("%%tgvariable p --kind poem\nx", "invalid choice"),
         ("%tgoptimize --steps many", "invalid int value"),
         ("%%tgvariable p --role 'unclosed\nx", "check the quotes"),

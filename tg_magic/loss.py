@@ -165,3 +165,40 @@ class MetricLoss:
         """The mean metric over examples: forward calls only, all at once."""
         score = self(examples).score
         return 0.0 if score is None else score
+
+
+class ImageQALoss:
+    """TextGrad's `ImageQALoss(evaluation_instruction, engine)(image=, question=, response=)`:
+    a multimodal judge of an answer about an image (the image is sent as an image block)."""
+
+    def __init__(
+        self,
+        evaluation_instruction: str,
+        engine: Engine | str | None = None,
+        system_prompt: Variable | None = None,
+    ) -> None:
+        from .autograd.ops import OrderedFieldsMultimodalLLMCall
+
+        self.evaluation_instruction = _instruction(evaluation_instruction, "evaluation instruction")
+        self.system_prompt = system_prompt or Variable(
+            "You are an evaluation system that evaluates image-related questions.",
+            role_description="system prompt for the evaluation",
+            requires_grad=False,
+        )
+        self.call = OrderedFieldsMultimodalLLMCall(
+            engine,
+            ["Evaluation Instruction", "Question", "Image", "Answer"],
+            self.system_prompt,
+        )
+        self.engine = self.call.engine
+
+    def __call__(self, image: Variable, question: Variable, response: Variable) -> Variable:
+        inputs = {
+            "Evaluation Instruction": self.evaluation_instruction,
+            "Question": question,
+            "Image": image,
+            "Answer": response,
+        }
+        return self.call(inputs, f"evaluation of the {response.role_description}")
+
+    forward = __call__

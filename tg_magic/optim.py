@@ -40,8 +40,8 @@ class TGD:
         engine: Engine | str | None = None,
         *,
         momentum: int = 0,
-        constraints: Iterable[str] = (),
-        in_context_examples: Iterable[str] = (),
+        constraints: Iterable[str] | None = (),
+        in_context_examples: Iterable[str] | None = (),
         verbose: int = 0,
     ) -> None:
         self.parameters = [ensure_variable(p, "each parameter") for p in parameters]
@@ -51,6 +51,8 @@ class TGD:
                 "requires_grad=True), e.g. TGD(model.parameters())"
             )
         for p in self.parameters:
+            if not p.requires_grad and p.grad_fn is not None:
+                p.requires_grad = True  # a model's output, optimized itself (as in TextGrad)
             if not p.requires_grad:
                 raise InputError(
                     f"the {p.role_description} has requires_grad=False: an optimizer can only "
@@ -58,8 +60,8 @@ class TGD:
                 )
         self.engine = get_engine(engine) if engine is not None else None
         self.momentum = momentum
-        self.constraints = list(constraints)
-        self.in_context_examples = list(in_context_examples)
+        self.constraints = list(constraints or ())
+        self.in_context_examples = list(in_context_examples or ())
         self.verbose = verbose
         self.failures: list[FailedUpdate] = []
 

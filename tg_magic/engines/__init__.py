@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from typing import Any
 
 from ..errors import EngineError, InputError
 from .base import Engine, Request, set_concurrency
@@ -36,15 +37,28 @@ _lock = threading.Lock()
 
 SPEC_HELP = (
     "use 'anthropic:MODEL' (e.g. anthropic:claude-haiku-5-5), 'openai:MODEL@BASE_URL', "
-    "'local' or 'local:PATH.gguf'"
+    "'local' or 'local:PATH.gguf' (or TextGrad's claude-*, gpt-*, ollama-MODEL)"
 )
 
 
-def get_engine(spec: str | Engine | None = None) -> Engine:
+def get_engine(
+    spec: str | Engine | None = None, *, engine_name: str | None = None, **options: Any
+) -> Engine:
     """The engine for a spec (one shared instance per spec); None gives the `engine` setting,
-    else the default engine."""
+    else the default engine.
+
+    TextGrad's names and keywords work too (`get_engine(engine_name="gpt-4o", cache=False)`,
+    see engines/names.py); an engine made with options is not shared."""
+    if engine_name is not None:
+        spec = engine_name
     if isinstance(spec, Engine):
         return spec
+    if options:
+        from .names import make
+
+        if not isinstance(spec, str):
+            raise InputError(f"engine options need an engine name: {SPEC_HELP}")
+        return make(spec.strip(), **options)
     if spec is None:
         from ..config import settings
 
@@ -74,10 +88,10 @@ def _make(spec: str) -> Engine:
         from .local import LocalEngine
 
         return LocalEngine(rest or None)
-    if provider in ("claude-haiku-5-5", "claude-sonnet-5-5", "claude-opus-5-5") or spec.startswith(
-        "claude"
-    ):
-        raise InputError(f"unknown engine {spec!r}: did you mean 'anthropic:{spec}'?")
+    from .names import is_textgrad_name, make
+
+    if is_textgrad_name(spec):  # gpt-4o, claude-..., ollama-MODEL, experimental:...
+        return make(spec)
     raise InputError(f"unknown engine {spec!r}: {SPEC_HELP}")
 
 

@@ -37,7 +37,7 @@ class AnthropicEngine(Engine):
         args: dict[str, Any] = {
             "model": self.model,
             "max_tokens": request.max_tokens,
-            "messages": [{"role": "user", "content": request.prompt}],
+            "messages": [{"role": "user", "content": _content(request)}],
         }
         if request.system:
             args["system"] = request.system
@@ -48,3 +48,19 @@ class AnthropicEngine(Engine):
             text,
             counted(self.model, u.input_tokens, u.output_tokens, u.cache_read_input_tokens or 0),
         )
+
+
+def _content(request: Request) -> Any:
+    """The user message: text, or text and image blocks in their order."""
+    if not request.parts:
+        return request.prompt
+    return [
+        {"type": "text", "text": p}
+        if isinstance(p, str)
+        else {
+            "type": "image",
+            "source": {"type": "base64", "media_type": p.media_type, "data": p.base64()},
+        }
+        for p in request.parts
+        if p
+    ]

@@ -7,10 +7,12 @@ import asyncio
 import hashlib
 import json
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from .. import runtime
 from ..errors import EngineError, TgMagicError, redact
-from .cache import get_cache
+from ..images import Image, Part, as_parts, text_of
+from .cache import get_cache, own_cache
 from .usage import METER, Usage, price
 
 # A request's `structured` value naming the optimizer's reply format: engines that can constrain
@@ -26,9 +28,19 @@ class Request:
     system: str | None = None
     max_tokens: int = 2048
     structured: str | None = None
+    # A message of several parts (text and images, in order); `prompt` is then their text.
+    parts: tuple[Part, ...] = ()
+
+    @property
+    def images(self) -> list[Image]:
+        return [p for p in self.parts if isinstance(p, Image)]
 
     def key(self, engine_spec: str) -> str:
-        payload = json.dumps([engine_spec, asdict(self)], sort_keys=True, ensure_ascii=False)
+        fields: dict[str, Any] = asdict(self)
+        del fields["parts"]
+        if self.parts:  # images enter the key by digest; text-only keys stay as they were
+            fields["parts"] = [p if isinstance(p, str) else p.digest() for p in self.parts]
+        payload = json.dumps([engine_spec, fields], sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -58,28 +70,57 @@ def _semaphore() -> asyncio.Semaphore:
 
 
 class Engine:
-    """A model. Subclasses implement `_complete`; callers use `agenerate` or `generate`."""
+    """A model. Subclasses implement `_complete`; callers use `agenerate` or `generate`.
+
+    Also TextGrad's `EngineLM`: a subclass that overrides `generate` (a def or an async def)
+    instead of `_complete` is called through the same cache, budget and usage (engines/custom.py).
+    """
 
     spec: str = "engine"
     model: str = ""
     # Small models get shorter prompts; the gradient and update logic stay the same.
     small: bool = False
+    # A reply cache of this engine only (TextGrad's `cache=`): None uses the shared cache,
+    # False none, else a mapping (e.g. a diskcache.Cache).
+    reply_cache: Any = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        from .custom import adopt
+
+        adopt(cls)
+
+    @property
+    def model_string(self) -> str:
+        """TextGrad's name for `model`."""
+        return self.model
+
+    @model_string.setter
+    def model_string(self, value: str) -> None:
+        self.model = value
 
     async def _complete(self, request: Request) -> Reply:
-        raise NotImplementedError
+        from .custom import complete
+
+        return await complete(self, request)
 
     async def agenerate(
         self,
-        prompt: str,
+        prompt: str | list[Any],
         system_prompt: str | None = None,
         *,
         max_tokens: int = 2048,
         structured: str | None = None,
     ) -> str:
-        """The reply text: from the cache, or from the model within the budget."""
-        request = Request(prompt, system_prompt, max_tokens, structured)
+        """The reply text: from the cache, or from the model within the budget.
+
+        `prompt` is text, or (TextGrad's multimodal content) a list of texts and images."""
+        parts = () if isinstance(prompt, str) else as_parts(prompt)
+        text = prompt if isinstance(prompt, str) else text_of(parts)
+        request = Request(text, system_prompt, max_tokens, structured, parts)
+        prompt = text
         key = request.key(self.spec)
-        cache = get_cache()
+        cache = get_cache() if self.reply_cache is None else own_cache(self.reply_cache)
         hit = cache.get(key) if cache is not None else None
         if hit is not None:
             text, _ = hit
@@ -105,9 +146,11 @@ class Engine:
             cache.put(key, self.spec, reply.text, _usage_dict(usage))
         return reply.text
 
-    def generate(self, prompt: str, system_prompt: str | None = None, **kwargs: object) -> str:
+    def generate(
+        self, content: str | list[Any], system_prompt: str | None = None, **kwargs: object
+    ) -> str:
         """Synchronous call (works inside a running Jupyter kernel too)."""
-        return runtime.run(self.agenerate(prompt, system_prompt, **kwargs))  # type: ignore[arg-type]
+        return runtime.run(self.agenerate(content, system_prompt, **kwargs))  # type: ignore[arg-type]
 
     __call__ = generate
 

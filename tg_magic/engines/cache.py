@@ -97,3 +97,26 @@ def set_cache(path: str | os.PathLike[str] | None) -> None:
     from ..config import configure
 
     configure(cache="off" if path is None else str(Path(path).expanduser()))
+
+
+class _MappingCache:
+    """One engine's own reply store (TextGrad's `cache=diskcache.Cache(...)`): key -> reply."""
+
+    def __init__(self, mapping: object) -> None:
+        self.mapping = mapping
+
+    def get(self, key: str) -> tuple[str, dict[str, int]] | None:
+        hit = self.mapping.get(key)  # type: ignore[attr-defined]
+        return None if hit is None else (str(hit), {})
+
+    def put(self, key: str, engine: str, reply: str, usage: dict[str, int]) -> None:
+        self.mapping[key] = reply  # type: ignore[index]
+
+
+def own_cache(reply_cache: object) -> Cache | _MappingCache | None:
+    """An engine's `reply_cache`: False for none, True for the shared cache, else a mapping."""
+    if reply_cache is False:
+        return None
+    if reply_cache is True:
+        return get_cache()
+    return _MappingCache(reply_cache)

@@ -337,6 +337,10 @@ class LocalEngine(Engine):
         return loaded_model(self.path)
 
     async def _complete(self, request: Request) -> Reply:
+        if request.images:
+            raise EngineError(
+                f"{self.spec} cannot read images: use a multimodal engine (anthropic:MODEL)"
+            )
         # Generation runs on the model's own thread so the async core's loop is never blocked.
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(_worker(self._key), self._generate, request)

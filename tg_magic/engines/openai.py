@@ -34,7 +34,7 @@ class OpenAIEngine(Engine):
         return self._clients[loop_id]
 
     async def _complete(self, request: Request) -> Reply:
-        messages = [{"role": "user", "content": request.prompt}]
+        messages: list[dict[str, Any]] = [{"role": "user", "content": _content(request)}]
         if request.system:
             messages.insert(0, {"role": "system", "content": request.system})
         response = await self._sdk_client().chat.completions.create(
@@ -45,3 +45,16 @@ class OpenAIEngine(Engine):
         return Reply(
             text, counted(self.model, u.prompt_tokens if u else 0, u.completion_tokens if u else 0)
         )
+
+
+def _content(request: Request) -> Any:
+    """The user message: text, or text and image_url parts (data URLs) in their order."""
+    if not request.parts:
+        return request.prompt
+    return [
+        {"type": "text", "text": p}
+        if isinstance(p, str)
+        else {"type": "image_url", "image_url": {"url": f"data:{p.media_type};base64,{p.base64()}"}}
+        for p in request.parts
+        if p
+    ]
