@@ -8,7 +8,6 @@ Pairs are started from one long-lived thread because the kernel's parent-death s
 from __future__ import annotations
 
 import atexit
-import contextlib
 import os
 import queue
 import threading
@@ -28,8 +27,9 @@ class Pair:
     def end(self) -> None:
         self.candidate.end()
         self.runner.end()
-        with contextlib.suppress(OSError):
-            os.close(self.report_fd)
+        fd, self.report_fd = self.report_fd, -1
+        if fd >= 0:
+            os.close(fd)
 
 
 def start_pair(shape: Shape) -> Pair:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from . import cgroups
 from .containment import CHILD_DIR, CHILD_ENV, Limits, bwrap_args, python, site_dirs
+from .wire import Uncrossable, send
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,15 @@ class Child:
             return self.popen.wait(wait) if wait else self.popen.poll()
         return None
 
+    def send_job(self, job: dict[str, object]) -> None:
+        """Give the child its one job and close its stdin (once: fd numbers get reused)."""
+        fd, self.job_fd = self.job_fd, -1
+        if fd < 0:
+            return
+        with contextlib.suppress(OSError, Uncrossable):  # a child that died is judged later
+            send(fd, job)
+        os.close(fd)
+
     def end(self) -> None:
         """Kill the whole tree and wait until no process of it is left."""
         self._read_inner_pid()
@@ -71,9 +81,11 @@ class Child:
             _empty(self.group)
             self.group.remove()
         for fd in (self.job_fd, self.output_fd, self.info_fd):
-            if fd is not None:
+            if fd is not None and fd >= 0:
                 with contextlib.suppress(OSError):
                     os.close(fd)
+        self.job_fd = self.output_fd = -1
+        self.info_fd = None
         if self.scratch:
             shutil.rmtree(self.scratch, ignore_errors=True)
 

@@ -7,7 +7,6 @@ pipe; the verdict is what the runner (which never runs the candidate's code) wro
 from __future__ import annotations
 
 import ast
-import contextlib
 import hashlib
 import json
 import os
@@ -24,7 +23,7 @@ from .judge import FLOOD_FACTOR, Run, judge
 from .pool import Pair, pool
 from .process import Shape
 from .report import TestReport
-from .wire import MAX_MESSAGE, send
+from .wire import MAX_MESSAGE
 
 _CACHE_SIZE = 256
 _cache: OrderedDict[str, TestReport] = OrderedDict()
@@ -134,13 +133,6 @@ class _Stream:
         return head + tail
 
 
-def _send_job(fd: int, job: dict[str, object]) -> None:
-    with contextlib.suppress(OSError):  # a child that already died is judged below
-        send(fd, job)
-    with contextlib.suppress(OSError):
-        os.close(fd)
-
-
 def _drive(pair: Pair, code: str, tests: str, limits: Limits, contained: str) -> TestReport:
     common = {
         "memory": limits.memory,
@@ -151,11 +143,19 @@ def _drive(pair: Pair, code: str, tests: str, limits: Limits, contained: str) ->
     deadline = time.monotonic() + limits.timeout
 
     def send_jobs() -> None:  # in a thread: a large job must not block the reading below
-        _send_job(pair.candidate.job_fd, {**common, "code": code})
-        _send_job(pair.runner.job_fd, {**common, "tests": tests})
+        pair.candidate.send_job({**common, "code": code})
+        pair.runner.send_job({**common, "tests": tests})
 
     sender = threading.Thread(target=send_jobs, daemon=True)
     sender.start()
+    try:
+        return _collect(pair, limits, contained, deadline)
+    finally:
+        sender.join(1.0)  # children read their job first; a dead one fails the write
+
+
+def _collect(pair: Pair, limits: Limits, contained: str, deadline: float) -> TestReport:
+    """Read the report and the output until the runner is done, the deadline, or a flood."""
     run = Run()
     stream = _Stream(limits.output_limit)
     report_bytes = bytearray()
@@ -182,7 +182,8 @@ def _drive(pair: Pair, code: str, tests: str, limits: Limits, contained: str) ->
                         run.flooded = finished = True
     run.output = stream.text()
     run.output_chars = stream.total
-    run.candidate_status = pair.candidate.exit_status(wait=0.5 if not run.timed_out else 0)
+    gone = any(message.get("gone") for message in run.messages)
+    run.candidate_status = pair.candidate.exit_status(wait=1.0 if gone else 0)
     group = pair.candidate.group
     run.out_of_memory = group is not None and group.out_of_memory()
     return judge(run, limits, contained)

@@ -7,6 +7,7 @@ says what was compared ("left 2, right -2"), as pytest's rewriting does, without
 from __future__ import annotations
 
 import ast
+import linecache
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -30,11 +31,16 @@ class Step:
 
 
 def explain(message: Any, source: str, *values: Any) -> str:
-    """The text of a failed assert: the user's message, the assert, the values it saw."""
+    """The text of a failed assert: the user's message, the values it saw, its source."""
     shown = [_short(v) for v in values]
-    seen = f"{shown[0]} {values[1]} {shown[2]}" if len(values) == 3 else f"got {shown[0]}"
-    text = f"assert {source}  ({seen})"
+    seen = f"{shown[0]} {values[1]} {shown[2]}" if len(values) == 3 else shown[0]
+    text = f"assert {seen}  (from: {source})"
     return f"{message}; {text}" if message is not None else text
+
+
+def remember(text: str) -> None:
+    """Let tracebacks show the test cell's lines."""
+    linecache.cache[FILENAME] = (len(text), None, text.splitlines(True), FILENAME)
 
 
 def _short(value: Any) -> str:
@@ -108,6 +114,7 @@ def _label(node: ast.stmt, text: str) -> str:
 def plan(text: str, namespace: dict[str, Any]) -> list[Step]:
     """The steps of the cell, run in `namespace`; SyntaxError if the cell does not parse."""
     tree = ast.parse(text, FILENAME)
+    remember(text)
     if any(_is_test_function(n) or _is_test_class(n) for n in tree.body):
         return _function_plan(tree, text, namespace)
     steps = []
