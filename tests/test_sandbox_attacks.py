@@ -7,7 +7,9 @@ report, the wrong code does not pass, the host is untouched, nothing is left run
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,9 +43,18 @@ def reader(path: str) -> str:
 
 
 @pytest.fixture
-def planted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+def outside_tmp() -> Iterator[Path]:
+    """A folder outside /tmp (a private /tmp alone would hide tmp_path from the code)."""
+    folder = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="tg-magic-test-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def planted(outside_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     """Secrets where a user keeps them: HOME, the notebook folder, the teacher's and a
     classmate's folder, and the environment of the parent process."""
+    tmp_path = outside_tmp
     home = tmp_path / "home"
     (home / ".ssh").mkdir(parents=True)
     places = {
@@ -111,13 +122,13 @@ def answer():
 
 
 def test_only_its_own_processes_are_visible() -> None:
-    code = "import os\n\ndef pids():\n    return sorted(int(p) for p in os.listdir('/proc') if p.isdigit())\n"
+    code = "import os\n\ndef pids():\n    return [p for p in os.listdir('/proc') if p.isdigit()]\n"
     report = run_tests(code, "assert len(pids()) <= 3, pids()\n")
     assert report.score == 1.0, report.text()
 
 
-def test_writes_outside_scratch_fail(tmp_path: Path) -> None:
-    target = tmp_path / "planted-by-the-code.txt"
+def test_writes_outside_scratch_fail(outside_tmp: Path) -> None:
+    target = outside_tmp / "planted-by-the-code.txt"
     code = (
         "def escape():\n"
         "    written = []\n"
@@ -177,7 +188,8 @@ def test_no_network_to_the_host(loopback: tuple[int, list[bytes]]) -> None:
     assert b"stolen" not in received
 
 
-def test_no_unix_socket_of_the_host(tmp_path: Path) -> None:
+def test_no_unix_socket_of_the_host(outside_tmp: Path) -> None:
+    tmp_path = outside_tmp
     path = str(tmp_path / "host.sock")
     received: list[bytes] = []
     servers = []
@@ -313,9 +325,10 @@ FORGERIES = {
     "sys.exit 0 at import": "import sys\nsys.exit(0)\n",
     "kill the parent and the group": (
         "import os, signal\n"
-        "for pid in (os.getppid(), 0, -1):\n"
+        "for kill in (lambda: os.kill(os.getppid(), 9), lambda: os.killpg(0, 9),\n"
+        "             lambda: os.kill(-1, signal.SIGKILL)):\n"
         "    try:\n"
-        "        os.kill(pid, signal.SIGKILL) if pid > 0 else os.killpg(os.getpgid(0), 9) if pid == 0 else os.kill(-1, 9)\n"
+        "        kill()\n"
         "    except OSError:\n"
         "        pass\n"
     ),
@@ -388,10 +401,7 @@ def test_exceptions_cross_by_name_and_message() -> None:
 
 
 def test_plain_data_round_trips_and_in_place_changes_come_back() -> None:
-    code = (
-        "def echo(x):\n    return x\n\n"
-        "def sort_in_place(xs):\n    xs.sort()\n"
-    )
+    code = "def echo(x):\n    return x\n\ndef sort_in_place(xs):\n    xs.sort()\n"
     tests = (
         "value = {'a': (1, 2.5, None), 'b': {3, 4}, 'c': [b'x', bytearray(b'y'), 1j], "
         "(1, 'k'): frozenset({True})}\n"
