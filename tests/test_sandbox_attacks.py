@@ -9,8 +9,11 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -250,6 +253,29 @@ def add(a, b):
     assert _comm_count("tgforkbomb") == 0
 
 
+def test_killing_the_parent_leaves_no_sandbox_behind() -> None:
+    """A kernel killed with SIGKILL (no atexit) takes its warm sandboxes with it."""
+    script = (
+        "import os, sys, time\n"
+        "from tg_magic.sandbox import run_tests\n"
+        "from tg_magic.sandbox.pool import pool\n"
+        "run_tests('def add(a, b):\\n    return a + b\\n', 'assert add(1, 2) == 3')\n"
+        "while not pool._warm:\n"
+        "    time.sleep(0.01)\n"
+        "pair = next(iter(pool._warm.values()))\n"
+        "print(pair.runner.popen.pid, pair.candidate.popen.pid, flush=True)\n"
+        "os.kill(os.getpid(), 9)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    pids = [int(p) for p in done.stdout.split()]
+    assert len(pids) == 2, done.stderr
+    deadline = time.monotonic() + 5
+    while any(Path(f"/proc/{pid}").exists() for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the kernel delivers the parent-death signal asynchronously
+    alive = [pid for pid in pids if Path(f"/proc/{pid}").exists()]
+    assert not alive or all("Z" in Path(f"/proc/{p}/stat").read_text().split()[2] for p in alive)
+
+
 def test_eight_600_mb_children_share_one_memory_limit() -> None:
     code = """\
 import os, select, time
@@ -274,7 +300,7 @@ def hogs():
             done += 1
     return done
 """
-    report = run_tests(code, "assert hogs() == 8\n", memory_mb=1024, timeout=30)
+    report = run_tests(code, "assert hogs() == 8\n", memory_mb=1024, timeout=60)
     assert report.score == 0.0
     message = report.outcomes[0].message if report.outcomes else ""
     held = report.problem.startswith("memory limit of 1024 MB exceeded")

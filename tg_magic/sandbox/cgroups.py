@@ -115,12 +115,25 @@ def create(memory: int, processes: int) -> Group | None:
 
 @functools.cache
 def mode() -> str:
-    """ "cgroup v1" / "cgroup v2" when groups with limits can be made here, else ""."""
+    """Which cgroup ("cgroup v1", "cgroup v2") can hold limits here, else ""."""
     group = create(64 * 1024 * 1024, 8)
     if group is None:
         return ""
     group.remove()
+    _remove_stale(os.path.dirname(group.memory_dir), os.path.dirname(group.pids_dir))
     return f"cgroup v{group.version}"
+
+
+def _remove_stale(*parents: str) -> None:
+    """Empty groups left by a process of ours that was killed before it could clean up."""
+    for parent in dict.fromkeys(parents):
+        with contextlib.suppress(OSError):
+            for name in os.listdir(parent):
+                parts = name.split("-")
+                ours = len(parts) == 4 and name.startswith("tg-magic-") and parts[2].isdigit()
+                if ours and not os.path.exists(f"/proc/{parts[2]}"):
+                    with contextlib.suppress(OSError):
+                        os.rmdir(os.path.join(parent, name))
 
 
 JOIN = (

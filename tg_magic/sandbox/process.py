@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import select
@@ -135,7 +136,7 @@ def start(role: str, fds: list[int], shape: Shape) -> Child:
         cwd = scratch
     try:
         popen = subprocess.Popen(
-            cgroups.join_command(group, [*prefix, *program]),
+            cgroups.join_command(group, [*_die_with_us(), *prefix, *program]),
             stdin=job_read, stdout=out_write, stderr=out_write, env=env, cwd=cwd,
             pass_fds=passed, start_new_session=True,
         )  # fmt: skip
@@ -148,6 +149,14 @@ def start(role: str, fds: list[int], shape: Shape) -> Child:
             if fd is not None:
                 os.close(fd)
     return Child(popen, job_write, out_read, info_read, group, scratch)
+
+
+@functools.cache
+def _die_with_us() -> list[str]:
+    """Kill the child when this process dies, even by SIGKILL (bubblewrap 0.8's
+    --die-with-parent covers only the sandbox inside it, not bubblewrap itself)."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "KILL"] if setpriv else []
 
 
 def python_args_for(role: str, fds: list[int], *, inside: bool) -> list[str]:
