@@ -72,15 +72,24 @@ class MultiFieldEvaluation(LLMCall):
 
 
 class TestLoss(StringBasedFunction):
-    """Code against tests, run for real in a sandboxed child process (tg_magic.sandbox).
+    """Code against tests, run for real in the sandbox (tg_magic.sandbox).
 
     The test report (failures, assertion messages, traceback ends) is the evaluation; the score
-    is the fraction of tests that passed, 0 when the code crashed or hung.
+    is the fraction of tests that passed (each top-level assert or test_* function is one test),
+    0 when the code crashed or hung. Without a working bubblewrap the run raises
+    SandboxUnavailable unless `allow_unsandboxed=True` (trusted code only).
     """
 
     __test__ = False  # not a pytest class
 
-    def __init__(self, tests: str, *, timeout: float = 20.0, memory_mb: int = 1024) -> None:
+    def __init__(
+        self,
+        tests: str,
+        *,
+        timeout: float = 20.0,
+        memory_mb: int = 1024,
+        allow_unsandboxed: bool = False,
+    ) -> None:
         if not isinstance(tests, str) or not tests.strip():
             raise InputError("the test cell is empty: write asserts or test_* functions")
         try:
@@ -92,9 +101,10 @@ class TestLoss(StringBasedFunction):
         self.tests = tests
         self.timeout = timeout
         self.memory_mb = memory_mb
+        self.allow_unsandboxed = allow_unsandboxed
         super().__init__(
             self._run,
-            "run these tests with pytest against the code, in a separate process; the output "
+            "run these tests against the code, in a sandboxed process; the output "
             f"is the test report:\n{tests}",
         )
 
@@ -107,7 +117,13 @@ class TestLoss(StringBasedFunction):
     def _run(self, code: Variable) -> TestReport:
         from .sandbox import run_tests
 
-        return run_tests(code.value, self.tests, timeout=self.timeout, memory_mb=self.memory_mb)
+        return run_tests(
+            code.value,
+            self.tests,
+            timeout=self.timeout,
+            memory_mb=self.memory_mb,
+            allow_unsandboxed=self.allow_unsandboxed,
+        )
 
     @staticmethod
     def report(output: Variable) -> TestReport:
