@@ -69,13 +69,13 @@ def test_code_optimized_against_tests(cells: Cells, fake_api: FakeMessagesAPI) -
     assert cells.error is None
     assert "step 1/1" in shown and "+    return a + b" in shown
     # The step's test run is real: the candidate passes every test.
-    assert re.search(r"1 candidate\s+score\s+0\.000\s+val\s+1\.000", cells.run("%tghistory add"))
+    assert re.search(r"1 candidate\s+score\s+0\.500\s+val\s+1\.000", cells.run("%tghistory add"))
     gradient_request = next(
         r["body"]["messages"][0]["content"]
         for r in fake_api.requests
         if "<IMPROVED_VARIABLE>" not in r["body"]["messages"][0]["content"]
     )
-    assert "assert add(1, 2) == 3" in gradient_request and "0 of 1" in gradient_request
+    assert "assert add(1, 2) == 3" in gradient_request and "1 of 2" in gradient_request
 
 
 def add_notebook(path: Path) -> nbformat.NotebookNode:

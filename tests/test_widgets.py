@@ -85,7 +85,7 @@ def test_diff_widget_shows_the_candidate_and_folds_unchanged_lines(
         assert "step 1 of" not in text and "step 18 of" in text  # three lines of context
     assert "<span style=" in view.side.value  # the code is highlighted
     assert "jp-mirror-editor-keyword-color" in view.side.value
-    assert "0.000 → 1.000" in plain(view.scores.value)  # tests passed: before, after
+    assert "0.500 → 1.000" in plain(view.scores.value)  # tests passed: before, after
     gradient = view.gradient.outputs[0]["data"]["text/markdown"]
     assert "Textual gradient of `add`" in gradient
     assert view.accept_button.description == "Accept #1"

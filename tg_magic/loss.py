@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from . import prompts
+from .config import settings
 from .data import METRIC_PURPOSE, METRICS, Example
 from .engines import Engine
 from .errors import InputError
@@ -77,7 +78,8 @@ class TestLoss(StringBasedFunction):
     The test report (failures, assertion messages, traceback ends) is the evaluation; the score
     is the fraction of tests that passed (each top-level assert or test_* function is one test),
     0 when the code crashed or hung. Without a working bubblewrap the run raises
-    SandboxUnavailable unless `allow_unsandboxed=True` (trusted code only).
+    SandboxUnavailable unless `allow_unsandboxed=True` (trusted code only; None: the
+    `allow_unsandboxed` setting, read when the tests run).
     """
 
     __test__ = False  # not a pytest class
@@ -88,7 +90,7 @@ class TestLoss(StringBasedFunction):
         *,
         timeout: float = 20.0,
         memory_mb: int = 1024,
-        allow_unsandboxed: bool = False,
+        allow_unsandboxed: bool | None = None,
     ) -> None:
         if not isinstance(tests, str) or not tests.strip():
             raise InputError("the test cell is empty: write asserts or test_* functions")
@@ -122,7 +124,9 @@ class TestLoss(StringBasedFunction):
             self.tests,
             timeout=self.timeout,
             memory_mb=self.memory_mb,
-            allow_unsandboxed=self.allow_unsandboxed,
+            allow_unsandboxed=settings.allow_unsandboxed
+            if self.allow_unsandboxed is None
+            else self.allow_unsandboxed,
         )
 
     @staticmethod
