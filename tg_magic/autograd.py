@@ -74,9 +74,15 @@ async def forward(roots: Iterable[Variable]) -> None:
     await _run_all([compute(v) for v in pending])
 
 
-async def backward(loss: Variable, engine: Engine | str | None = None) -> None:
-    """Textual backpropagation from `loss` to every variable with requires_grad."""
+async def backward(
+    loss: Variable, engine: Engine | str | None = None, *, hint: bool = False
+) -> None:
+    """Textual backpropagation from `loss` to every variable with requires_grad; `hint`: the
+    gradients point at the problem without writing the fix (for learners)."""
     from .config import get_backward_engine
+    from .functions import HINT
+
+    HINT.set(hint)  # this task's context: the gradient calls below run in copies of it
 
     await forward([loss])
     nodes = graph([loss])

@@ -4,6 +4,7 @@ the output text, backward turns the output's gradients into gradients of the inp
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from builtins import sum as sum_
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -12,6 +13,9 @@ from . import prompts
 from .engines import Engine, get_engine
 from .errors import InputError
 from .variable import Gradient, Variable, ensure_variable
+
+# Set by `backward(hint=True)` for the gradient calls of that backward pass only.
+HINT: contextvars.ContextVar[bool] = contextvars.ContextVar("tg_magic_hint", default=False)
 
 
 class Node:
@@ -51,7 +55,7 @@ async def _gradients_through(
     """Ask the gradient engine, once per input that requires grad, how that input should change.
     The calls for several inputs run concurrently."""
     feedback = output.get_gradient_text()
-    hint = bool(node.info.get("hint")) or hint_mode()
+    hint = HINT.get() or bool(node.info.get("hint")) or hint_mode()
     system = prompts.GRADIENT_SYSTEM_SMALL if engine.small else prompts.GRADIENT_SYSTEM
     if hint:
         system += prompts.HINT_RULE

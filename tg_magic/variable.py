@@ -105,11 +105,12 @@ class Variable:
         """All feedback received, one paragraph each."""
         return "\n\n".join(g.text for g in self.gradients)
 
-    def backward(self, engine: Engine | str | None = None) -> None:
-        """Send textual gradients from this variable (usually a loss) back through its graph."""
+    def backward(self, engine: Engine | str | None = None, *, hint: bool = False) -> None:
+        """Send textual gradients from this variable (usually a loss) back through its graph;
+        with `hint=True` they point at the problem without writing the fix (for learners)."""
         from .autograd import backward
 
-        runtime.run(backward(self, engine))
+        runtime.run(backward(self, engine, hint=hint))
 
     def __repr__(self) -> str:
         text = "<pending>" if self._value is None else self._value
