@@ -37,6 +37,12 @@ def run_cli(
     )
 
 
+def give_hints(fake_api: FakeMessagesAPI, hint: str = HINT) -> None:
+    """The gradient model answers `hint`; the model's leak check keeps it."""
+    fake_api.add_rule("is learning", hint)
+    fake_api.add_rule("write the answer without thinking", "VERDICT: KEEP")
+
+
 def answer_notebook(path: Path, code: str, *, tagged: bool = False) -> None:
     """A student's notebook: the answer as a `%%tgvariable median` cell, or as a tagged cell."""
     nb = nbformat.v4.new_notebook()
@@ -85,7 +91,7 @@ def cell_after_answer(path: Path) -> nbformat.NotebookNode:
 
 
 def test_feedback_for_a_class(fake_api: FakeMessagesAPI, klass: Path, tmp_path: Path) -> None:
-    fake_api.add_rule("is learning", HINT)
+    give_hints(fake_api)
     fake_api.latency = 0.4  # two hints in flight at once show the notebooks run concurrently
     out = tmp_path / "feedback"
     result = run_cli(
@@ -117,7 +123,7 @@ def test_feedback_for_a_class(fake_api: FakeMessagesAPI, klass: Path, tmp_path: 
     # Each scored student gets a copy with a feedback cell right after the answer.
     cell = cell_after_answer(out / "bob.ipynb")
     assert cell.cell_type == "markdown"
-    assert "Score: 2 of 4 tests passed (0.50)" in cell.source
+    assert "Score: 2 of 4 tests passed (0.50, 2 of 4 points)" in cell.source
     assert "`test_even_length` | failed" in cell.source
     assert HINT in cell.source
     assert "4 of 4 tests passed" in cell_after_answer(out / "alice.ipynb").source
@@ -137,7 +143,7 @@ def test_feedback_for_a_class(fake_api: FakeMessagesAPI, klass: Path, tmp_path: 
 def test_a_rerun_skips_finished_notebooks_even_after_a_crash(
     fake_api: FakeMessagesAPI, klass: Path, tmp_path: Path
 ) -> None:
-    fake_api.add_rule("is learning", HINT)
+    give_hints(fake_api)
     fake_api.latency = 1.0
     out = tmp_path / "feedback"
     args = [
@@ -157,16 +163,16 @@ def test_a_rerun_skips_finished_notebooks_even_after_a_crash(
     result = run_cli(*args)
     assert result.returncode == 0, result.stderr
     assert "bob: done before" in result.stderr
-    assert fake_api.calls == before + 1  # gina's hint only
+    assert fake_api.calls == before + 2  # gina's hint only (the gradient and its leak check)
     assert set(rows(out)) == {"bob", "gina"}
     # Nothing left to do: no call at all. A changed submission is redone; --force redoes all.
     finished = (out / "results" / "bob.json").stat().st_mtime_ns
     assert run_cli(*args).returncode == 0
-    assert fake_api.calls == before + 1
+    assert fake_api.calls == before + 2
     assert (out / "results" / "bob.json").stat().st_mtime_ns == finished
     answer_notebook(klass / "gina.ipynb", "def median(values):\n    return values[-1]\n")
     assert "gina: ok" in run_cli(*args).stderr
-    assert fake_api.calls == before + 2
+    assert fake_api.calls == before + 4
     forced = run_cli(*args, "--force")
     assert forced.returncode == 0 and "done before" not in forced.stderr
     assert (out / "results" / "bob.json").stat().st_mtime_ns != finished
@@ -174,7 +180,7 @@ def test_a_rerun_skips_finished_notebooks_even_after_a_crash(
 
 def test_feedback_with_a_rubric(fake_api: FakeMessagesAPI, tmp_path: Path) -> None:
     fake_api.add_rule("Score: N/10", "It names the cause but not the date.\nScore: 7/10")
-    fake_api.add_rule("is learning", "The answer does not say when the events took place.")
+    give_hints(fake_api, "The answer does not say when the events took place.")
     nb = nbformat.v4.new_notebook()
     essay = nbformat.v4.new_markdown_cell("The revolution began because the king was bankrupt.")
     essay.metadata["tags"] = ["essay"]

@@ -139,6 +139,7 @@ def test_the_class_feedback_hides_a_full_corrected_function(
     """`tg-magic feedback`: the model replies with the whole fixed function (fenced, and inline);
     the student's feedback cell keeps the explanation and none of the fix."""
     fake_api.add_rule("is learning", LEAKY)
+    fake_api.add_rule("write the answer without thinking", "VERDICT: KEEP")
     nb = nbformat.v4.new_notebook()
     nb.cells = [
         nbformat.v4.new_code_cell("%load_ext tg_magic"),
