@@ -11,6 +11,7 @@ from IPython.core.interactiveshell import InteractiveShell
 import tg_magic as tg
 from tests.cells import Cells
 from tests.fake_api import FakeMessagesAPI
+from tg_magic import config as tg_config
 from tg_magic import engines
 from tg_magic.engines import base
 
@@ -21,6 +22,9 @@ FAKE_KEY = "test-key-for-the-fake-server-0001"
 def clean_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Each test gets its own cache file, no budget, no shared engines or settings."""
     monkeypatch.setenv("TG_MAGIC_CACHE", str(tmp_path / "cache.sqlite"))
+    for name in ("TG_MAGIC_ENGINE", "TG_MAGIC_BACKWARD_ENGINE", "TG_MAGIC_FEEDBACK_ONLY"):
+        monkeypatch.delenv(name, raising=False)
+    tg_config.reset()
     tg.set_cache(tmp_path / "cache.sqlite")
     tg.set_budget(None, None)
     tg.set_backward_engine(None)
@@ -28,6 +32,7 @@ def clean_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Non
     base.set_concurrency(16)
     yield
     engines._engines.clear()
+    tg_config.reset()
 
 
 @pytest.fixture

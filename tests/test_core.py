@@ -59,7 +59,7 @@ def test_the_papers_example_runs_as_written(fake_api: FakeMessagesAPI) -> None:
     loss.backward()
     tg.TGD(model.parameters()).step()
     assert model.parameters()[0].value.startswith("You are a summarizer. Think step by step")
-    assert model.parameters()[0].history == ["You are a summarizer."]
+    assert model.parameters()[0].past_values == ["You are a summarizer."]
 
 
 def test_batch_iteration_concurrent_and_every_gradient_reaches_the_optimizer(

@@ -121,16 +121,27 @@ def test_hint_markdown_shows_the_score() -> None:
 
 
 def test_the_gradient_prompt_asks_for_a_hint_in_feedback_only_mode(
-    fake_api: FakeMessagesAPI, monkeypatch: pytest.MonkeyPatch
+    fake_api: FakeMessagesAPI,
 ) -> None:
-    monkeypatch.setattr(tg.settings, "feedback_only", True)
     fake_api.add_rule("is learning", LEAKY)
     code = tg.Variable(STUDENT, role_description="Python code", requires_grad=True)
+    with tg.context(feedback_only=True):
+        TestLoss(TESTS)(code).backward("anthropic:claude-haiku-5-5")
+        system = fake_api.requests[-1]["body"]["system"]
+        assert prompts.HINT_RULE.strip() in system
+        with pytest.raises(tg.InputError, match="feedback-only"):
+            tg.TGD([code]).step()
+
+
+def test_a_hint_is_a_backward_argument(fake_api: FakeMessagesAPI) -> None:
+    """backward(hint=True) asks for a hint whatever the setting; a plain backward asks for a fix."""
+    fake_api.add_rule("is learning", LEAKY)
+    code = tg.Variable(STUDENT, role_description="Python code", requires_grad=True)
+    TestLoss(TESTS)(code).backward("anthropic:claude-haiku-5-5", hint=True)
+    assert prompts.HINT_RULE.strip() in fake_api.requests[-1]["body"]["system"]
+    code.gradients = []
     TestLoss(TESTS)(code).backward("anthropic:claude-haiku-5-5")
-    system = fake_api.requests[-1]["body"]["system"]
-    assert prompts.HINT_RULE.strip() in system
-    with pytest.raises(tg.InputError, match="feedback-only"):
-        tg.TGD([code]).step()
+    assert prompts.HINT_RULE.strip() not in fake_api.requests[-1]["body"]["system"]
 
 
 def test_the_class_feedback_hides_a_full_corrected_function(

@@ -285,5 +285,5 @@ def test_one_optimization_step_through_the_local_model(monkeypatch: pytest.Monke
     assert scope.usage.calls == 5
     assert scope.usage.cost == 0
     assert not optimizer.failures
-    assert instruction.history == ["Answer with a number."]
+    assert instruction.past_values == ["Answer with a number."]
     assert instruction.value.strip()

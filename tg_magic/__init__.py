@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .config import get_backward_engine, set_backward_engine, settings
+from .config import configure, context, get_backward_engine, set_backward_engine, settings
 from .engines import (
     METER,
     PRICES,
@@ -56,6 +56,8 @@ __all__ = [
     "TgMagicError",
     "Usage",
     "Variable",
+    "configure",
+    "context",
     "get_backward_engine",
     "get_engine",
     "set_backward_engine",

@@ -77,12 +77,9 @@ async def forward(roots: Iterable[Variable]) -> None:
 async def backward(
     loss: Variable, engine: Engine | str | None = None, *, hint: bool = False
 ) -> None:
-    """Textual backpropagation from `loss` to every variable with requires_grad; `hint`: the
-    gradients point at the problem without writing the fix (for learners)."""
+    """Textual backpropagation from `loss` to every variable with requires_grad; `hint` asks
+    for feedback that points at the problem without writing the fix."""
     from .config import get_backward_engine
-    from .functions import HINT
-
-    HINT.set(hint)  # this task's context: the gradient calls below run in copies of it
 
     await forward([loss])
     nodes = graph([loss])
@@ -116,7 +113,7 @@ async def backward(
             if failed.is_set():
                 raise _Skipped
             assert var.grad_fn is not None
-            await var.grad_fn.backward(var, eng)
+            await var.grad_fn.backward(var, eng, hint=hint)
         except BaseException:
             failed.set()
             for event in ready.values():

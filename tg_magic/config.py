@@ -1,32 +1,188 @@
-"""Process-wide settings of the library: the backward engine and the feedback-only mode."""
+"""The one owner of tg_magic's settings, and the one reader of its environment variables.
+
+`tg.configure(engine=..., concurrency=...)` changes a setting for the process; `with
+tg.context(engine=...):` changes it for a block (the current thread, and the model calls it
+starts). A setting nobody configured falls back to its `TG_MAGIC_*` environment variable, read
+when the setting is read, then to its default. The magics' traitlets, `%tgconfig` and the
+command line all write here, so a plain `loss.backward()` in a cell and `%tgoptimize` use the
+same engines.
+"""
 
 from __future__ import annotations
 
+import contextvars
 import os
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
-from .engines import Engine, default_engine, get_engine
+from .errors import InputError
+
+if TYPE_CHECKING:
+    from .engines import Engine
 
 
-@dataclass
+def _text(raw: str) -> str | None:
+    return raw.strip() or None
+
+
+def _flag(raw: str) -> bool:
+    return raw.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _number(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse(raw: str) -> Any:
+        return kind(raw) if raw.strip() else None
+
+    return parse
+
+
+# name: (default, environment variable, how to read it, what it is)
+FIELDS: dict[str, tuple[Any, str | None, Callable[[str], Any], str]] = {
+    "engine": (None, "TG_MAGIC_ENGINE", _text, "forward engine spec (None: the default rule)"),
+    "backward_engine": (
+        None,
+        "TG_MAGIC_BACKWARD_ENGINE",
+        _text,
+        "engine for gradients and steps (None: the forward engine)",
+    ),
+    "concurrency": (16, "TG_MAGIC_CONCURRENCY", _number(int), "model calls in flight at once"),
+    "cache": (None, "TG_MAGIC_CACHE", str, "reply cache file, or 'off' (None: the user cache)"),
+    "request_timeout": (
+        120.0,
+        "TG_MAGIC_REQUEST_TIMEOUT",
+        _number(float),
+        "seconds one model request may take before it is retried",
+    ),
+    "run_deadline": (
+        None,
+        "TG_MAGIC_RUN_DEADLINE",
+        _number(float),
+        "seconds a whole run may take (None: no deadline)",
+    ),
+    "feedback_only": (
+        False,
+        "TG_MAGIC_FEEDBACK_ONLY",
+        _flag,
+        "hints only, no steps (an honour-system convenience for self-study)",
+    ),
+    "allow_unsandboxed": (
+        False,
+        "TG_MAGIC_ALLOW_UNSANDBOXED",
+        _flag,
+        "run code under test without the sandbox where bubblewrap is missing",
+    ),
+    "notebook": (None, "TG_MAGIC_NOTEBOOK", _text, "the .ipynb the magics write into"),
+    "hint_url": (None, "TG_MAGIC_HINT_URL", _text, "the class's hint service"),
+    "hint_token": (None, "TG_MAGIC_HINT_TOKEN", _text, "this student's token for it"),
+}
+
+_UNSET = object()
+_overrides: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "tg_magic_settings", default=None
+)
+
+
 class Settings:
-    backward_engine: Engine | None = None
-    # Feedback-only (classroom) mode: gradients are hints; no step rewrites the variable.
-    feedback_only: bool = os.environ.get("TG_MAGIC_FEEDBACK_ONLY", "").lower() in (
-        "1",
-        "true",
-        "yes",
-    )
+    """Read: a `context` override, else the configured value, else the environment, else the
+    default. Assigning an attribute is `configure` for that one setting."""
+
+    def __init__(self) -> None:
+        object.__setattr__(self, "_values", {})
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in FIELDS:
+            raise AttributeError(f"tg_magic has no setting {name!r} (settings: {_names()})")
+        scoped = _overrides.get()
+        if scoped and name in scoped:
+            return scoped[name]
+        value = self._values.get(name, _UNSET)
+        if value is not _UNSET:
+            return value
+        default, env, parse, _ = FIELDS[name]
+        raw = os.environ.get(env) if env else None
+        if raw is not None:
+            try:
+                return parse(raw)
+            except ValueError:
+                raise InputError(f"{env}={raw!r} cannot be read: {FIELDS[name][3]}") from None
+        return default
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        configure(**{name: value})
+
+    def is_set(self, name: str) -> bool:
+        """Whether a setting was configured or is in the environment (not its default)."""
+        scoped = _overrides.get() or {}
+        env = FIELDS[name][1]
+        return name in scoped or name in self._values or bool(env and env in os.environ)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in FIELDS}
 
 
 settings = Settings()
 
 
+def _names() -> str:
+    return ", ".join(FIELDS)
+
+
+def _check(changes: dict[str, Any]) -> dict[str, Any]:
+    for name, value in changes.items():
+        if name not in FIELDS:
+            raise InputError(f"unknown setting {name!r}: use one of {_names()}")
+        if name == "concurrency" and value is not None and int(value) < 1:
+            raise InputError("concurrency must be at least 1")
+        if name in ("request_timeout", "run_deadline") and value is not None and value <= 0:
+            raise InputError(f"{name} must be a positive number of seconds, or None")
+    return changes
+
+
+def configure(**changes: Any) -> None:
+    """Change settings for the whole process: `tg.configure(engine="anthropic:...")`."""
+    values = settings._values
+    for name, value in _check(changes).items():
+        values[name] = value
+        if name == "cache":
+            from .engines.cache import reset_cache
+
+            reset_cache()
+
+
+def reset() -> None:
+    """Forget every configured setting (the environment and the defaults apply again)."""
+    settings._values.clear()
+    from .engines.cache import reset_cache
+
+    reset_cache()
+
+
+@contextmanager
+def context(**changes: Any) -> Iterator[None]:
+    """Change settings for a block: `with tg.context(engine="local"): ...`."""
+    if "cache" in changes:
+        raise InputError("the cache is process-wide: change it with tg.configure(cache=...)")
+    merged = {**(_overrides.get() or {}), **_check(changes)}
+    token = _overrides.set(merged)
+    try:
+        yield
+    finally:
+        _overrides.reset(token)
+
+
 def set_backward_engine(engine: Engine | str | None, override: bool = True) -> None:
     """The engine for gradients and optimizer steps (the paper: a strong model here)."""
-    if settings.backward_engine is None or override:
-        settings.backward_engine = None if engine is None else get_engine(engine)
+    if override or not settings.is_set("backward_engine"):
+        if engine is not None:
+            from .engines import get_engine
+
+            engine = get_engine(engine)  # a wrong spec fails here, with the fix
+        configure(backward_engine=engine)
 
 
 def get_backward_engine() -> Engine:
-    return settings.backward_engine or default_engine()
+    """The backward engine setting, else the forward engine setting, else the default."""
+    from .engines import get_engine
+
+    return get_engine(settings.backward_engine or settings.engine)

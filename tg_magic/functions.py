@@ -4,7 +4,6 @@ the output text, backward turns the output's gradients into gradients of the inp
 from __future__ import annotations
 
 import asyncio
-import contextvars
 from builtins import sum as sum_
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -13,9 +12,6 @@ from . import prompts
 from .engines import Engine, get_engine
 from .errors import InputError
 from .variable import Gradient, Variable, ensure_variable
-
-# Set by `backward(hint=True)` for the gradient calls of that backward pass only.
-HINT: contextvars.ContextVar[bool] = contextvars.ContextVar("tg_magic_hint", default=False)
 
 
 class Node:
@@ -29,8 +25,8 @@ class Node:
     async def forward(self) -> str:
         return await self.function.forward(self)
 
-    async def backward(self, output: Variable, engine: Engine) -> None:
-        await self.function.backward(self, output, engine)
+    async def backward(self, output: Variable, engine: Engine, *, hint: bool = False) -> None:
+        await self.function.backward(self, output, engine, hint=hint)
 
 
 class Function:
@@ -42,7 +38,11 @@ class Function:
     async def forward(self, node: Node) -> str:
         raise NotImplementedError
 
-    async def backward(self, node: Node, output: Variable, engine: Engine) -> None:
+    async def backward(
+        self, node: Node, output: Variable, engine: Engine, *, hint: bool = False
+    ) -> None:
+        """Give each input its gradient; `hint`: feedback that points at the problem without
+        writing the fix (a classroom hint)."""
         raise NotImplementedError
 
     def score(self, node: Node) -> float | None:
@@ -50,12 +50,11 @@ class Function:
 
 
 async def _gradients_through(
-    node: Node, output: Variable, engine: Engine, call: str, targets: Iterable[Variable]
+    output: Variable, engine: Engine, call: str, targets: Iterable[Variable], hint: bool
 ) -> None:
     """Ask the gradient engine, once per input that requires grad, how that input should change.
     The calls for several inputs run concurrently."""
     feedback = output.get_gradient_text()
-    hint = HINT.get() or bool(node.info.get("hint")) or hint_mode()
     system = prompts.GRADIENT_SYSTEM_SMALL if engine.small else prompts.GRADIENT_SYSTEM
     if hint:
         system += prompts.HINT_RULE
@@ -78,12 +77,6 @@ async def _gradients_through(
 
     unique = {id(v): v for v in targets if v.requires_grad}
     await asyncio.gather(*(one(v) for v in unique.values()))
-
-
-def hint_mode() -> bool:
-    from .config import settings
-
-    return settings.feedback_only
 
 
 class LLMCall(Function):
@@ -109,10 +102,12 @@ class LLMCall(Function):
         system = self.system_prompt.value if self.system_prompt else None
         return await self.engine.agenerate(self._prompt(node), system)
 
-    async def backward(self, node: Node, output: Variable, engine: Engine) -> None:
+    async def backward(
+        self, node: Node, output: Variable, engine: Engine, *, hint: bool = False
+    ) -> None:
         system = self.system_prompt.value if self.system_prompt else None
         call = prompts.llm_call_description(system, self._prompt(node))
-        await _gradients_through(node, output, engine, call, node.inputs)
+        await _gradients_through(output, engine, call, node.inputs, hint)
 
 
 class FormattedLLMCall(LLMCall):
@@ -210,10 +205,12 @@ class StringBasedFunction(Function):
         node.info["result"] = result  # the function's own result (e.g. a full test report)
         return text
 
-    async def backward(self, node: Node, output: Variable, engine: Engine) -> None:
+    async def backward(
+        self, node: Node, output: Variable, engine: Engine, *, hint: bool = False
+    ) -> None:
         shown = {name: var.value for name, var in self._kwargs(node).items()}
         call = prompts.function_call_description(self.function_purpose, shown)
-        await _gradients_through(node, output, engine, call, node.inputs)
+        await _gradients_through(output, engine, call, node.inputs, hint)
 
 
 def _text_and_score(result: Any) -> tuple[str, float | None]:
@@ -249,7 +246,9 @@ class Sum(Function):
     async def forward(self, node: Node) -> str:
         return "\n\n".join(v.value for v in node.inputs)
 
-    async def backward(self, node: Node, output: Variable, engine: Engine) -> None:
+    async def backward(
+        self, node: Node, output: Variable, engine: Engine, *, hint: bool = False
+    ) -> None:
         for var in node.inputs:
             if var.requires_grad:
                 var.gradients.extend(output.gradients)

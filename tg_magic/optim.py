@@ -91,7 +91,7 @@ class TGD:
             role=var.role_description,
             value=var.value,
             feedback=[(g.text, g.context.get("output", "")[:CONTEXT_CHARS]) for g in var.gradients],
-            past_values=var.history[-self.momentum :] if self.momentum else [],
+            past_values=var.past_values[-self.momentum :] if self.momentum else [],
             constraints=self.constraints,
             examples=self.in_context_examples,
             small=engine.small,
@@ -113,7 +113,7 @@ class TGD:
             self.failures.append(failure)
             warnings.warn(f"{var.role_description}: {failure.reason}", stacklevel=2)
             return
-        var.history.append(var.value)
+        var.past_values.append(var.value)
         var.value = new
         if self.verbose:
             print(f"{var.role_description} updated:\n{new}")

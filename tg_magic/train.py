@@ -93,7 +93,7 @@ def optimize(
                 for proposal in proposals:
                     if proposal.after != proposal.before:
                         proposal.variable.value = proposal.before
-                        proposal.variable.history.pop()
+                        proposal.variable.past_values.pop()
                     proposal.kept = False
             result = StepResult(
                 step,

@@ -50,7 +50,7 @@ class Variable:
         self.predecessors: list[Variable] = list(predecessors or [])
         self.gradients: list[Gradient] = []
         self.grad_fn: Node | None = None
-        self.history: list[str] = []  # earlier values, oldest first (the optimizer's momentum)
+        self.past_values: list[str] = []  # earlier values, oldest first (the optimizer's momentum)
 
     @classmethod
     def _output(cls, node: Node, role_description: str) -> Variable:
@@ -62,7 +62,7 @@ class Variable:
         out.predecessors = list(node.inputs)
         out.gradients = []
         out.grad_fn = node
-        out.history = []
+        out.past_values = []
         return out
 
     @property
@@ -105,12 +105,14 @@ class Variable:
         """All feedback received, one paragraph each."""
         return "\n\n".join(g.text for g in self.gradients)
 
-    def backward(self, engine: Engine | str | None = None, *, hint: bool = False) -> None:
-        """Send textual gradients from this variable (usually a loss) back through its graph;
-        with `hint=True` they point at the problem without writing the fix (for learners)."""
+    def backward(self, engine: Engine | str | None = None, *, hint: bool | None = None) -> None:
+        """Send textual gradients from this variable (usually a loss) back through its graph.
+        hint=True asks for hints that point at the problem without the fix (None: the
+        `feedback_only` setting)."""
         from .autograd import backward
+        from .config import settings
 
-        runtime.run(backward(self, engine, hint=hint))
+        runtime.run(backward(self, engine, hint=settings.feedback_only if hint is None else hint))
 
     def __repr__(self) -> str:
         text = "<pending>" if self._value is None else self._value

@@ -41,11 +41,15 @@ SPEC_HELP = (
 
 
 def get_engine(spec: str | Engine | None = None) -> Engine:
-    """The engine for a spec (one shared instance per spec); None gives the default engine."""
+    """The engine for a spec (one shared instance per spec); None gives the `engine` setting,
+    else the default engine."""
     if isinstance(spec, Engine):
         return spec
     if spec is None:
-        return default_engine()
+        from ..config import settings
+
+        chosen = settings.engine
+        return get_engine(chosen) if chosen else default_engine()
     if not isinstance(spec, str) or not spec.strip():
         raise InputError(f"an engine spec must be a non-empty string: {SPEC_HELP}")
     spec = spec.strip()

@@ -38,23 +38,22 @@ class Reply:
     usage: Usage
 
 
-_concurrency = 16
-_semaphores: dict[int, asyncio.Semaphore] = {}
+_semaphores: dict[tuple[int, int], asyncio.Semaphore] = {}
 
 
 def set_concurrency(limit: int) -> None:
-    """At most `limit` model calls in flight at once (per process)."""
-    global _concurrency
-    if limit < 1:
-        raise TgMagicError("concurrency must be at least 1")
-    _concurrency = limit
-    _semaphores.clear()
+    """At most `limit` model calls in flight at once (the `concurrency` setting)."""
+    from ..config import configure
+
+    configure(concurrency=limit)
 
 
 def _semaphore() -> asyncio.Semaphore:
-    key = id(asyncio.get_running_loop())
+    from ..config import settings
+
+    key = (id(asyncio.get_running_loop()), int(settings.concurrency))
     if key not in _semaphores:
-        _semaphores[key] = asyncio.Semaphore(_concurrency)
+        _semaphores[key] = asyncio.Semaphore(key[1])
     return _semaphores[key]
 
 

@@ -16,10 +16,13 @@ from ..errors import InputError
 
 
 def default_path() -> Path | None:
-    """TG_MAGIC_CACHE (a file, or 'off'), else the user's cache folder."""
-    env = os.environ.get("TG_MAGIC_CACHE")
-    if env is not None:
-        return None if env.strip().lower() in ("", "off", "none", "0") else Path(env).expanduser()
+    """The `cache` setting (a file, or 'off'), else the user's cache folder."""
+    from ..config import settings
+
+    chosen = settings.cache
+    if chosen is not None:
+        text = str(chosen).strip()
+        return None if text.lower() in ("", "off", "none", "0") else Path(text).expanduser()
     base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
     return base / "tg_magic" / "cache.sqlite"
 
@@ -83,8 +86,14 @@ def get_cache() -> Cache | None:
     return _cache
 
 
+def reset_cache() -> None:
+    """The `cache` setting changed: open the cache it names at the next call."""
+    global _configured
+    _configured = False
+
+
 def set_cache(path: str | os.PathLike[str] | None) -> None:
-    """Use another cache file, or None to turn caching off."""
-    global _cache, _configured
-    _cache = Cache(Path(path).expanduser()) if path is not None else None
-    _configured = True
+    """Use another cache file, or None to turn caching off (the `cache` setting)."""
+    from ..config import configure
+
+    configure(cache="off" if path is None else str(Path(path).expanduser()))

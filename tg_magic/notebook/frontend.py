@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from ..config import settings
 from .apply import CellRef, Done, cell_source, show
 
 TARGET = "tg_magic"
@@ -31,7 +32,7 @@ def wanted(shell: Any) -> bool:
     return (
         getattr(shell, "kernel", None) is not None
         and bool(os.environ.get("JPY_SESSION_NAME"))
-        and not os.environ.get("TG_MAGIC_NOTEBOOK")
+        and not settings.notebook
     )
 
 

@@ -12,7 +12,7 @@ import shlex
 import signal
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from IPython.core.error import UsageError
@@ -21,7 +21,7 @@ from IPython.display import display
 from traitlets import Bool, CaselessStrEnum, Float, Int, Unicode, default, observe
 
 from .. import config as tg_config
-from ..engines import METER, base, set_cache
+from ..engines import METER
 from ..errors import TgMagicError
 from ..hints import hint_markdown
 from . import frontend, render
@@ -86,35 +86,46 @@ class TgMagics(Magics):
     notebook = Unicode("", help="Path of this notebook's .ipynb (found by itself in Jupyter)").tag(
         config=True
     )
-    feedback_only = Bool(
-        tg_config.settings.feedback_only, help="Classroom mode: hints only, no steps or accept"
-    ).tag(config=True)
+    feedback_only = Bool(False, help="Classroom mode: hints only, no steps or accept").tag(
+        config=True
+    )
     widgets = CaselessStrEnum(
         ("auto", "on", "off"),
         "auto",
         help="Show diffs and progress as widgets; auto: in a Jupyter kernel, not headless",
     ).tag(config=True)
 
+    # The traitlets start from the library's settings (tg_magic.config, which reads the
+    # environment) and write back to them: one setting, whatever route changed it.
     @default("engine")
     def _engine_default(self) -> str:
-        return os.environ.get("TG_MAGIC_ENGINE", "")  # set by `tg-magic run --engine`
+        return _spec(tg_config.settings.engine)
 
     @default("backward_engine")
     def _backward_engine_default(self) -> str:
-        return os.environ.get("TG_MAGIC_BACKWARD_ENGINE") or os.environ.get("TG_MAGIC_ENGINE", "")
+        return _spec(tg_config.settings.backward_engine)
+
+    @default("concurrency")
+    def _concurrency_default(self) -> int:
+        return int(tg_config.settings.concurrency)
+
+    @default("feedback_only")
+    def _feedback_only_default(self) -> bool:
+        return bool(tg_config.settings.feedback_only)
+
+    @default("notebook")
+    def _notebook_default(self) -> str:
+        return tg_config.settings.notebook or ""
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
         self.session = Session(shell.user_ns if shell is not None else {})
-        if self.engine or self.backward_engine:  # from the environment: observers did not run
-            self.session.engine = self.engine or None
-            self.session.backward_engine = self.backward_engine or None
         self._cell_id = ""
         if shell is not None:
             shell.events.register("pre_run_cell", self._pre_run_cell)
         self.session.set_notebook(self.notebook or _find_notebook(self.session.namespace))
         self.session.frontend_holds_file = bool(
-            os.environ.get("JPY_SESSION_NAME") and not os.environ.get("TG_MAGIC_NOTEBOOK")
+            os.environ.get("JPY_SESSION_NAME") and not tg_config.settings.notebook
         )
         self.session.frontend = frontend.attach(shell)  # pings: presence known by the next cell
         self.live = self._rich() and _install_live(shell)
@@ -126,13 +137,11 @@ class TgMagics(Magics):
     # -- settings -----------------------------------------------------------------------
     @observe("engine", "backward_engine")
     def _engines_changed(self, change: Any) -> None:
-        self.session.engine = self.engine or None
-        self.session.backward_engine = self.backward_engine or None
-        tg_config.set_backward_engine(self.backward_engine or None)
+        tg_config.configure(**{change["name"]: change["new"] or None})
 
     @observe("concurrency")
     def _concurrency_changed(self, change: Any) -> None:
-        base.set_concurrency(self.concurrency)
+        tg_config.configure(concurrency=self.concurrency)
 
     @observe("budget_dollars", "budget_tokens")
     def _budget_changed(self, change: Any) -> None:
@@ -140,7 +149,7 @@ class TgMagics(Magics):
 
     @observe("cache")
     def _cache_changed(self, change: Any) -> None:
-        set_cache(None if self.cache.lower() in ("off", "none") else (self.cache or None))
+        tg_config.configure(cache=self.cache or None)
 
     @observe("notebook")
     def _notebook_changed(self, change: Any) -> None:
@@ -149,10 +158,10 @@ class TgMagics(Magics):
 
     @observe("feedback_only")
     def _feedback_changed(self, change: Any) -> None:
-        tg_config.settings.feedback_only = self.feedback_only
+        tg_config.configure(feedback_only=self.feedback_only)
 
     def _no_feedback_only(self, what: str) -> None:
-        if self.feedback_only:
+        if tg_config.settings.feedback_only:
             raise UsageError(
                 f"{what} is disabled in feedback-only mode: use %tggrad VARIABLE for a hint"
             )
@@ -331,7 +340,7 @@ class TgMagics(Magics):
         p = _parser("%tggrad", "Show a variable's textual gradient.")
         p.add_argument("name")
         args = p.parse_args(_split(line))
-        if self.feedback_only:  # a hint: computed if needed, filtered so no solution shows
+        if tg_config.settings.feedback_only:  # a hint: computed, filtered so no solution shows
             hints, score = self.session.hint(args.name)
             _md(hint_markdown(args.name, hints, score))
             return
@@ -418,9 +427,7 @@ class TgMagics(Magics):
         """Widgets, or plain text and Markdown (consoles, headless runs)?"""
         if self.widgets != "auto":
             return self.widgets == "on"
-        return getattr(self.shell, "kernel", None) is not None and not os.environ.get(
-            "TG_MAGIC_NOTEBOOK"
-        )
+        return getattr(self.shell, "kernel", None) is not None and not tg_config.settings.notebook
 
     def _show_view(self, view: Any) -> None:
         display(view)
@@ -459,19 +466,26 @@ class TgMagics(Magics):
         from ..engines import get_cache
 
         cache = get_cache()
+        settings = tg_config.settings
         return "\n".join(
             [
-                f"engine:           {self.engine or '(default)'}",
-                f"backward engine:  {self.backward_engine or '(default)'}",
-                f"concurrency:      {self.concurrency}",
-                f"budget:           {_budget(self.budget_dollars, self.budget_tokens)}",
+                f"engine:           {_spec(settings.engine) or '(default)'}",
+                f"backward engine:  {_spec(settings.backward_engine) or '(the engine)'}",
+                f"concurrency:      {settings.concurrency}",
+                f"request timeout:  {settings.request_timeout} s",
+                f"budget:           {_budget(METER.budget_dollars, METER.budget_tokens)}",
                 f"cache:            {cache.path if cache else 'off'}",
                 f"notebook:         {self.session.notebook or '(unknown)'}",
                 f"history:          {self.session.history.path}",
-                f"feedback-only:    {'on' if self.feedback_only else 'off'}",
+                f"feedback-only:    {'on' if settings.feedback_only else 'off'}",
                 f"usage so far:     {METER.total}",
             ]
         )
+
+
+def _spec(engine: Any) -> str:
+    """An engine setting as text: a spec string, or the spec of an engine object."""
+    return "" if engine is None else str(getattr(engine, "spec", engine))
 
 
 def _budget(dollars: float | None, tokens: int | None) -> str:
@@ -507,11 +521,9 @@ class _Run:
 
     def __init__(self, magics: TgMagics, args: argparse.Namespace, *, live: bool) -> None:
         self.magics, self.args, self.session = magics, args, magics.session
-        self.saved = self.session.engine, self.session.backward_engine
-        if args.engine:
-            self.session.engine = args.engine
-        if args.backward_engine:
-            self.session.backward_engine = args.backward_engine
+        overrides = {"engine": args.engine, "backward_engine": args.backward_engine}
+        self.scope = ExitStack()  # this run's engines, until restore()
+        self.scope.enter_context(tg_config.context(**{k: v for k, v in overrides.items() if v}))
         try:
             self.steps = self.session.optimize(
                 args.loss, steps=args.steps, batch=args.batch, val=args.val, val_frac=args.val_frac
@@ -543,7 +555,7 @@ class _Run:
             _update(self.handle, render.progress_text(result, self.args.steps))
 
     def restore(self) -> None:
-        self.session.engine, self.session.backward_engine = self.saved
+        self.scope.close()
 
     def report(self) -> None:
         """After the last step, or a stop: the outcome, then each candidate against its cell."""
@@ -636,7 +648,7 @@ def _kernel_cell_id(shell: Any) -> str:
 def _find_notebook(namespace: dict[str, Any]) -> str | None:
     """The .ipynb this kernel runs: explicit, Jupyter server session, or VS Code."""
     for candidate in (
-        os.environ.get("TG_MAGIC_NOTEBOOK"),
+        tg_config.settings.notebook,
         namespace.get("__session__"),
         os.environ.get("JPY_SESSION_NAME"),
         namespace.get("__vsc_ipynb_file__"),

@@ -5,18 +5,16 @@ the library (tg_magic.loss, tg_magic.optim, tg_magic.train)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import prompts
+from .. import objectives
 from ..config import settings
-from ..data import Example, load_examples, split
-from ..engines import Engine, get_engine
 from ..errors import InputError
 from ..functions import sum as tg_sum
 from ..hints import filter_hint
-from ..loss import MetricLoss, TestLoss, TextLoss
+from ..objectives import LossSpec
 from ..optim import TGD
 from ..train import Objective, StepResult, optimize
 from ..variable import Gradient, Variable
@@ -40,13 +38,20 @@ class CellVariable:
 class LossCell:
     name: str
     target: str
-    mode: str  # tests | judge | data
-    body: str
     cell_id: str
-    data: Path | None = None
-    metric: Any = "exact"
-    model: str | None = None
-    examples: list[Example] = field(default_factory=list)
+    spec: LossSpec
+
+    @property
+    def mode(self) -> str:
+        return self.spec.kind
+
+    @property
+    def body(self) -> str:
+        return self.spec.body
+
+    @property
+    def examples(self) -> list[Any]:
+        return self.spec.examples
 
 
 @dataclass
@@ -65,8 +70,6 @@ class Session:
         self.notebook: Path | None = None
         self.frontend: Transport | None = None
         self.frontend_holds_file = False
-        self.engine: str | None = None
-        self.backward_engine: str | None = None
         self._history: History | None = None
         self.last_loss: Variable | None = None
         self.last_parameters: list[CellVariable] = []
@@ -81,12 +84,6 @@ class Session:
         if self._history is None:
             self._history = History(history_path(self.notebook))
         return self._history
-
-    def _engine(self) -> Engine | None:
-        return get_engine(self.engine) if self.engine else None
-
-    def _backward_engine(self) -> Engine | str | None:
-        return self.backward_engine or None
 
     # -- cells ------------------------------------------------------------------------------
     def define_variable(
@@ -148,31 +145,12 @@ class Session:
                 f"the target {target} is a loss: --target must name a %%tgvariable cell"
             )
         variable = self.variable(target)
-        loss = LossCell(name, target, mode, body, cell_id, model=model, metric=metric)
-        if mode == "tests":
-            if variable.kind != "code":
-                raise InputError(
-                    f"--tests needs a code variable, and {target} is a {variable.kind}: "
-                    f"declare it with %%tgvariable {target} --kind code"
-                )
-            TestLoss(body)  # checks that the tests parse
-        elif mode == "data":
-            if not data:
-                raise InputError("--metric needs a data set: add --data FILE.jsonl")
-            if variable.kind != "prompt":
-                raise InputError(
-                    f"--data trains a system prompt, and {target} is a {variable.kind}: "
-                    f"declare it with %%tgvariable {target} --kind prompt"
-                )
-            path = Path(data).expanduser()
-            if not path.is_absolute() and self.notebook is not None:
-                path = self.notebook.parent / path
-            loss.data = path
-            loss.examples = load_examples(path)
-            if model:
-                get_engine(model)
-        elif not body.strip():
-            raise InputError(f"the loss {name} is empty: write the evaluation instruction")
+        path = Path(data).expanduser() if data else None
+        if path is not None and not path.is_absolute() and self.notebook is not None:
+            path = self.notebook.parent / path
+        spec = LossSpec(mode, body, data=path, metric=metric, model=model)
+        objectives.check(spec, name=name, target=target, variable_kind=variable.kind)
+        loss = LossCell(name, target, cell_id, spec)
         self.losses[name] = loss
         return loss
 
@@ -225,27 +203,7 @@ class Session:
             raise InputError(
                 f"{target.name} was declared with --no-grad: nothing to optimize for {cell.name}"
             )
-        if cell.mode == "tests":
-            tests = TestLoss(cell.body)
-            return Built(
-                [target], Objective(lambda _: tests(var), validate=lambda: tests(var).score)
-            )
-        if cell.mode == "judge":
-            judge = TextLoss(cell.body, engine=self._engine())
-            return Built([target], Objective(lambda _: judge(var)))
-        metric_loss = MetricLoss(var, cell.metric, engine=cell.model or self._engine())
-        train, held_out = cell.examples, []
-        if val:
-            held_out = load_examples(val)
-        elif val_frac:
-            train, held_out = split(cell.examples, val_frac)
-        examples = train
-
-        def loss(batch: list[Any] | None) -> Variable:
-            return metric_loss(batch or examples)
-
-        validate = (lambda: metric_loss.evaluate(held_out)) if held_out else None
-        return Built([target], Objective(loss, train, validate))
+        return Built([target], objectives.build(cell.spec, var, val=val, val_frac=val_frac))
 
     # -- running ----------------------------------------------------------------------------
     def optimize(
@@ -271,7 +229,6 @@ class Session:
             built.objective,
             steps=steps,
             batch_size=batch,
-            engine=self._backward_engine(),
             constraints=_constraints(params),
         ):
             for proposal in result.proposals:
@@ -302,7 +259,7 @@ class Session:
         for p in built.parameters:
             p.variable.gradients = []
         loss = built.objective.loss(list(built.objective.train or []) or None)
-        loss.backward(self._backward_engine())
+        loss.backward(hint=settings.feedback_only)
         self.last_loss, self.last_parameters = loss, built.parameters
         if settings.feedback_only:
             for p in built.parameters:
@@ -326,7 +283,7 @@ class Session:
             cell.variable.gradients = []
             losses = [o.loss(list(o.train or []) or None) for o in built]
             loss = losses[0] if len(losses) == 1 else tg_sum(losses)
-            loss.backward(self._backward_engine())
+            loss.backward(hint=True)
             self.last_loss, self.last_parameters = loss, [cell]
         self._as_hints(cell)
         scored = self.last_loss is not None and cell in self.last_parameters
@@ -350,7 +307,6 @@ class Session:
         before = [p.variable.value for p in params]
         optimizer = TGD(
             [p.variable for p in params],
-            engine=self._backward_engine(),
             constraints=_constraints(params),
         )
         optimizer.step()
@@ -425,8 +381,7 @@ class Session:
 
 
 def _constraints(params: list[CellVariable]) -> list[str]:
-    kinds = {p.kind for p in params}
-    return [c for kind in sorted(kinds) for c in prompts.KIND_CONSTRAINTS[kind]]
+    return objectives.constraints({p.kind for p in params})
 
 
 def _check_name(name: str) -> None:

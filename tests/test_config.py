@@ -1,0 +1,84 @@
+"""One owner of the settings: every route (environment, tg.configure, tg.context, %tgconfig,
+%config TgMagics.*) reads and writes the same setting, and a plain backward uses it."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+import tg_magic as tg
+from tests.cells import Cells
+from tests.fake_api import FakeMessagesAPI
+
+
+def models_asked(fake_api: FakeMessagesAPI) -> list[str]:
+    return [r["body"]["model"] for r in fake_api.requests]
+
+
+def test_the_engine_from_the_environment_is_used_by_a_plain_backward_too(
+    fake_api: FakeMessagesAPI, monkeypatch: pytest.MonkeyPatch, cells: Cells
+) -> None:
+    """TG_MAGIC_ENGINE (what `tg-magic run --engine` sets): the magics and a plain
+    `loss.backward()` in a cell both use it, for the forward and the gradient calls."""
+    monkeypatch.setenv("TG_MAGIC_ENGINE", "anthropic:claude-opus-5-5")
+    assert "engine:           anthropic:claude-opus-5-5" in cells.run("%tgconfig")
+    cells.run(
+        "import tg_magic as tg\n"
+        "x = tg.Variable('a draft', role_description='draft', requires_grad=True)\n"
+        "tg.TextLoss('Is it good?')(x).backward()"
+    )
+    assert cells.error is None
+    assert models_asked(fake_api) == ["claude-opus-5-5", "claude-opus-5-5"]
+
+
+def test_tgconfig_and_config_traitlets_write_the_library_setting(
+    fake_api: FakeMessagesAPI, cells: Cells
+) -> None:
+    cells.run("%tgconfig --engine anthropic:claude-sonnet-5-5")
+    assert tg.settings.engine == "anthropic:claude-sonnet-5-5"
+    assert tg.get_engine(None).spec == "anthropic:claude-sonnet-5-5"
+    assert tg.get_backward_engine().spec == "anthropic:claude-sonnet-5-5"
+    cells.run('%config TgMagics.backward_engine = "anthropic:claude-opus-5-5"')
+    assert tg.get_backward_engine().spec == "anthropic:claude-opus-5-5"
+    tg.set_backward_engine("anthropic:claude-haiku-5-5")
+    assert "backward engine:  anthropic:claude-haiku-5-5" in cells.run("%tgconfig")
+
+
+def test_context_changes_a_setting_for_a_block_only(fake_api: FakeMessagesAPI) -> None:
+    tg.configure(engine="anthropic:claude-haiku-5-5")
+    with tg.context(engine="anthropic:claude-opus-5-5"):
+        assert tg.get_engine(None).spec == "anthropic:claude-opus-5-5"
+        tg.Variable("x", role_description="q", requires_grad=False)
+        answer = tg.BlackboxLLM()(tg.Variable("2+2?", role_description="q", requires_grad=False))
+        answer.value  # noqa: B018 - the call runs on the library's own thread
+    assert tg.get_engine(None).spec == "anthropic:claude-haiku-5-5"
+    assert models_asked(fake_api) == ["claude-opus-5-5"]
+
+
+def test_context_does_not_leak_into_other_threads() -> None:
+    seen: list[object] = []
+    entered, checked = threading.Event(), threading.Event()
+
+    def other() -> None:
+        entered.wait()
+        seen.append(tg.settings.feedback_only)
+        checked.set()
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    with tg.context(feedback_only=True):
+        entered.set()
+        checked.wait()
+    thread.join()
+    assert seen == [False]
+
+
+def test_bad_settings_say_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(tg.InputError, match="unknown setting 'engin'"):
+        tg.configure(engin="local")
+    with pytest.raises(tg.InputError, match="concurrency must be at least 1"):
+        tg.configure(concurrency=0)
+    monkeypatch.setenv("TG_MAGIC_REQUEST_TIMEOUT", "soon")
+    with pytest.raises(tg.InputError, match="TG_MAGIC_REQUEST_TIMEOUT"):
+        tg.settings.request_timeout  # noqa: B018
