@@ -59,7 +59,7 @@ def write_csv(results: list[Result], mode: str, path: Path) -> None:
     write_atomic(path, buffer.getvalue())
 
 
-_STYLE = """
+STYLE = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em; color: #222; }
 h1 { font-size: 1.4em; } p.meta { color: #555; }
 table { border-collapse: collapse; margin-top: 1em; }
@@ -119,7 +119,7 @@ def write_html(results: list[Result], assignment: Assignment, path: Path) -> Non
     title = f"Feedback on {assignment.target}"
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>
-<style>{_STYLE}</style></head><body>
+<style>{STYLE}</style></head><body>
 <h1>{esc(title)}</h1>
 <p class="meta">{len(results)} notebooks: {counts["ok"]} scored, {counts["timed out"]} timed out,
 {counts["error"]} with errors; mean score {mean} over the {len(scores)} rows with a score.
