@@ -254,7 +254,7 @@ def test_what_a_student_tries_in_the_kernel_gives_nothing_more(
 def test_direct_requests_get_one_clear_error_and_nothing_else(
     service: Service, tmp_path: Path, fake_api: FakeMessagesAPI
 ) -> None:
-    other_class, other_tokens = make_class(tmp_path / "other")
+    _, other_tokens = make_class(tmp_path / "other")
     cell = {"variable": "median", "code": BUGGY}
     cases = [
         (cell, None, None, 401, "no token"),
