@@ -55,3 +55,37 @@ def measure(shown: Callable[[dict[str, Any]], str], layer: str | None = None) ->
     return Figures(
         len(leaked_ids), len(leaks), len(damaged_ids), len(fair), leaked_ids, damaged_ids
     )
+
+
+def scripted_check(body: dict[str, Any], text: str) -> str:
+    """The fake model's leak check, as scripted in the set: the verdict written for the hint
+    being checked (a fair hint is kept, a leak withheld or rewritten as the item says)."""
+    for item in items():
+        if " ".join(item["hint"].split())[:60] in " ".join(text.split()):
+            verdict = item["scripted_check"]
+            if verdict.startswith("REWRITE:"):
+                return f"VERDICT: REWRITE\n<HINT>{verdict.removeprefix('REWRITE:')}</HINT>"
+            return f"VERDICT: {verdict}"
+    return "VERDICT: KEEP"  # a hint the set does not know (a rewritten one): the model keeps it
+
+
+def both_layers(engine: Any) -> Callable[[dict[str, Any]], str]:
+    """What a student sees after the syntactic filter and the model's check (the service)."""
+    from tg_magic.classroom.hinting import checked_hint
+    from tg_magic.classroom.scoring import Assignment
+
+    def shown(item: dict[str, Any]) -> str:
+        task = tasks()[item["task"]]
+        assignment = Assignment(
+            item["task"], "tests", task["tests"], engine=engine, solution=task["reference"]
+        )
+        return checked_hint(item["hint"], task["student"], assignment, [task["tests"]])
+
+    return shown
+
+
+def syntactic_layer(item: dict[str, Any]) -> str:
+    from tg_magic.hints import filter_hint
+
+    task = tasks()[item["task"]]
+    return filter_hint(item["hint"], task["student"], [task["tests"]], secret=[task["reference"]])
