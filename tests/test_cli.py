@@ -292,7 +292,8 @@ def test_demo_without_a_key_runs_on_the_local_model() -> None:
 
 
 HIDDEN_TESTS = (CLASSROOM / "median_tests.py").read_text() + (
-    '\n\n# hidden, 2 points\ndef test_two_values():\n    assert median([1, 2]) == 1.5, "SECRET-MSG"\n'
+    "\n\n# hidden, 2 points\ndef test_two_values():\n"
+    '    assert median([1, 2]) == 1.5, "SECRET-MSG"\n'
 )
 
 
