@@ -340,6 +340,8 @@ class TgMagics(Magics):
         p = _parser("%tggrad", "Show a variable's textual gradient.")
         p.add_argument("name")
         args = p.parse_args(_split(line))
+        if tg_config.settings.hint_url:  # the teacher's hint service (classroom/client.py)
+            return _md(_service_hint(args.name, self.session))
         if tg_config.settings.feedback_only:  # a hint: computed, filtered so no solution shows
             hints, score = self.session.hint(args.name)
             _md(hint_markdown(args.name, hints, score))
@@ -350,6 +352,18 @@ class TgMagics(Magics):
             latest = self.session.history.latest(args.name)
             texts = latest.gradients if latest else []
         _md(render.gradients_markdown(args.name, texts))
+
+    @line_magic
+    @_guarded
+    def tghint(self, line: str) -> None:
+        """%tghint VAR: a hint from the teacher's service (TG_MAGIC_HINT_URL); without one, the
+        kernel's own hint (feedback-only mode, an honour-system convenience for self-study)."""
+        p = _parser("%tghint", "Ask for a hint on a variable: what is wrong, not the fix.")
+        p.add_argument("name")
+        name = p.parse_args(_split(line)).name
+        if tg_config.settings.hint_url:
+            return _md(_service_hint(name, self.session))
+        _md(hint_markdown(name, *self.session.hint(name)))
 
     @line_magic
     @_guarded
@@ -493,6 +507,12 @@ def _budget(dollars: float | None, tokens: int | None) -> str:
         [f"{tokens:,} tokens"] if tokens is not None else []
     )
     return " and ".join(parts) or "none"
+
+
+def _service_hint(name: str, session: Session) -> str:
+    from ..classroom.client import hint_for
+
+    return hint_for(name, session.variable(name).cell_value)
 
 
 def _split(line: str) -> list[str]:
