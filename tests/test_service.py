@@ -188,7 +188,7 @@ def test_three_students_get_hints_and_the_teacher_sees_the_class(
         assert_nothing_secret(shown[login])
     alice = shown["alice"]
     assert "1 of 3 tests passed, 1 of 6 points" in alice
-    assert "| `test_list_unchanged` | failed: `assert [1, 2, 3] == [3, 1, 2]` |" in alice
+    assert "| `test_list_unchanged` | failed: `assert [1, 2, 3] == [3, 1, 2]" in alice
     assert "| `test_even_length` (hidden) | failed |" in alice  # name only, never the message
     assert FAIR in alice
     assert "a code suggestion was removed" in alice

@@ -10,12 +10,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import prompts
+from .. import prompts, sandbox
 from ..engines import Engine
 from ..errors import InputError
 from ..loss import TextLoss
 from ..variable import Variable
-from . import sandboxed
 from .teacher_tests import HIDDEN_MESSAGE, TeacherTests
 
 RESULT_VERSION = 2  # bump when a result file written by an older version must be redone
@@ -77,7 +76,7 @@ class Scored:
 
 def score_tests(code: str, assignment: Assignment) -> Scored:
     tests = assignment.teacher_tests()
-    report = sandboxed.run_tests(
+    report = sandbox.run_tests(
         code, tests.text, timeout=assignment.timeout, allow_unsandboxed=assignment.allow_unsandboxed
     )
     outcomes = tests.public_outcomes(report.outcomes)

@@ -33,8 +33,8 @@ class _Progress:
 
 
 def cmd_feedback(args: argparse.Namespace) -> int:
-    from .. import classroom
-    from ..classroom import gradebook, sandboxed
+    from .. import classroom, sandbox
+    from ..classroom import gradebook
     from ..classroom.teacher_tests import TeacherTests
 
     loss_file = Path(args.tests or args.rubric).expanduser()
@@ -46,8 +46,12 @@ def cmd_feedback(args: argparse.Namespace) -> int:
         return fail("feedback", f"{option} {loss_file} is empty")
     if args.tests:
         TeacherTests.parse(text)  # tests that do not parse: one line, before any notebook
-        if not args.unsandboxed and not sandboxed.available():
-            return fail("feedback", sandboxed.INSTALL_LINE)
+        if not args.unsandboxed and not sandbox.available():
+            return fail(
+                "feedback",
+                "student code runs only in the sandbox, and bubblewrap is not installed: "
+                "sudo apt-get install bubblewrap (or pass --unsandboxed for code you trust)",
+            )
     solution = ""
     if args.solution:
         solution_file = Path(args.solution).expanduser()
