@@ -17,6 +17,10 @@ class Settings:
         "true",
         "yes",
     )
+    # Seconds one model request may take before it is retried (None: the engine's default).
+    request_timeout: float | None = None
+    # Seconds one blocking call (forward, backward, a step) may take in all (None: no limit).
+    run_deadline: float | None = None
 
 
 settings = Settings()
