@@ -433,6 +433,7 @@ class FakeMessagesAPI:
         self._held: list[threading.Event] = []
         self._held_total = 0
         self._held_changed = threading.Condition(self._lock)
+        self._recorded = threading.Condition(self._lock)
         self.faults_injected = 0
         # Usage reported (and counted by count_tokens) is this many times the text's chars/4.
         self.usage_scale = 1.0
@@ -527,6 +528,11 @@ class FakeMessagesAPI:
         """Block until ``count`` stalled requests have arrived in all (True), or give up."""
         with self._held_changed:
             return self._held_changed.wait_for(lambda: self._held_total >= count, timeout)
+
+    def wait_requests(self, count: int, timeout: float = 30.0) -> bool:
+        """Block until ``count`` requests have been answered in all (True), or give up."""
+        with self._recorded:
+            return self._recorded.wait_for(lambda: len(self._records) >= count, timeout)
 
     def release(self) -> None:
         """Let every request held so far go on (it then gets its normal reply)."""
@@ -768,6 +774,7 @@ class FakeMessagesAPI:
             self._records.append(
                 {"body": body, "headers": headers or {}, "status": status, "path": handler.path}
             )
+            self._recorded.notify_all()
         try:
             handler.send_json(status, payload, extra, result if isinstance(result, _Raw) else None)
         except OSError:

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Iterable
 
 from .engines import Engine, get_engine
 from .errors import InputError
-from .variable import Variable
+from .variable import Gradient, Variable
 
 
 def graph(roots: Iterable[Variable]) -> list[Variable]:
@@ -94,6 +94,9 @@ async def backward(loss: Variable, engine: Engine | str | None = None) -> None:
             waiting[id(p)] = waiting.get(id(p), 0) + 1
     ready: dict[int, asyncio.Event] = {id(v): asyncio.Event() for v in senders}
     failed = asyncio.Event()
+    rank: dict[tuple[str, str], int] = {}
+    for i, v in enumerate(nodes):
+        rank.setdefault((v._value or "", v.role_description), i)
 
     def release(var: Variable) -> None:
         waiting[id(var)] = waiting.get(id(var), 0) - 1
@@ -110,6 +113,7 @@ async def backward(loss: Variable, engine: Engine | str | None = None) -> None:
             if failed.is_set():
                 raise _Skipped
             assert var.grad_fn is not None
+            _order_gradients(var, rank)
             await var.grad_fn.backward(var, eng)
         except BaseException:
             failed.set()
@@ -119,4 +123,24 @@ async def backward(loss: Variable, engine: Engine | str | None = None) -> None:
         for p in {id(p): p for p in var.predecessors if p.requires_grad}.values():
             release(p)
 
-    await _run_all([run(v) for v in senders])
+    try:
+        await _run_all([run(v) for v in senders])
+    finally:
+        for v in nodes:
+            _order_gradients(v, rank)
+
+
+def _order_gradients(var: Variable, rank: dict[tuple[str, str], int]) -> None:
+    """Gradients in the order of the graph (the loss's inputs, first to last), not in the order
+    their calls completed: the same program sends the same prompts, and re-runs hit the cache.
+    Ties (two outputs with the same text and role) are broken by the gradient's text."""
+    if len(var.gradients) < 2:
+        return
+
+    def key(g: Gradient) -> tuple[int, str]:
+        source = (g.context.get("output", ""), g.context.get("output_role", ""))
+        return rank.get(source, len(rank)), g.text
+
+    ordered = sorted(var.gradients, key=key)
+    if ordered != list(var.gradients):
+        var.gradients = type(var.gradients)(ordered)
