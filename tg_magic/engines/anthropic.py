@@ -16,6 +16,8 @@ class AnthropicEngine(Engine):
 
     # A 4,096-token reply takes about a minute; twice that means the request is stuck.
     default_timeout = 120.0
+    # Counting takes well under a second; past this the estimate is used instead (no retry).
+    count_timeout = 5.0
 
     def __init__(self, model: str, max_retries: int = 3) -> None:
         if not os.environ.get("ANTHROPIC_API_KEY"):
@@ -52,8 +54,9 @@ class AnthropicEngine(Engine):
         if not self._can_count:
             return None
         try:
-            result = await self._sdk_client().messages.count_tokens(
-                **self._args(request), timeout=self.request_timeout()
+            client = self._sdk_client().with_options(max_retries=0)
+            result = await client.messages.count_tokens(
+                **self._args(request), timeout=min(self.count_timeout, self.request_timeout())
             )
             return int(result.input_tokens)
         except Exception as exc:
