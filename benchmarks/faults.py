@@ -52,7 +52,7 @@ def faulty_runs(fake: FakeMessagesAPI, runs: int) -> tuple[int, int, int]:
     for run in range(runs):
         tg.set_cache(None)  # every reply comes from the server: each one is paid
         for _ in range(3):
-            fault = rng.choice(UNUSABLE + ("529", "500", "429"))
+            fault = rng.choice((*UNUSABLE, "529", "500", "429"))
             if fault in UNUSABLE:
                 fake.inject(fault)
                 unusable_served += 1
