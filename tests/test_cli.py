@@ -9,7 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
 import nbformat
@@ -144,21 +144,30 @@ def test_a_rerun_skips_finished_notebooks_even_after_a_crash(
     fake_api: FakeMessagesAPI, klass: Path, tmp_path: Path
 ) -> None:
     give_hints(fake_api)
-    fake_api.latency = 1.0
+    arrived, go_on = threading.Event(), threading.Event()
+
+    def held_for_gina(body: dict, text: str) -> str:  # type: ignore[type-arg]
+        if "write the answer without thinking" in text:
+            return "VERDICT: KEEP"
+        arrived.set()  # bob is finished; gina's hint is being asked for
+        go_on.wait(60)
+        return HINT
+
+    fake_api.add_rule("return values[0]", held_for_gina)
     out = tmp_path / "feedback"
     args = [
         "feedback", klass / "bob.ipynb", klass / "gina.ipynb", "--target", "median",
         "--tests", CLASSROOM / "median_tests.py", "--out", out, "--engine", HAIKU, "--jobs", "1",
     ]  # fmt: skip
     process = subprocess.Popen(command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    while not (out / "results" / "bob.json").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    assert arrived.wait(120)
     process.kill()  # a crash: bob is done, gina is not
     process.communicate()
+    answered = len(fake_api.requests) + 1
+    go_on.set()
+    assert fake_api.wait_requests(answered)
     assert (out / "results" / "bob.json").exists()
     assert not (out / "results" / "gina.json").exists()
-    fake_api.latency = 0.0
     before = fake_api.calls
     result = run_cli(*args)
     assert result.returncode == 0, result.stderr

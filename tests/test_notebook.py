@@ -10,13 +10,14 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 from tests.cells import Cells
-from tests.fake_api import FakeMessagesAPI
+from tests.fake_api import FakeMessagesAPI, default_reply
 
 FIXED_ADD = "def add(a, b):\n    return a + b\n"
 BUGGY_ADD = "def add(a, b):\n    return a - b\n"
@@ -25,6 +26,23 @@ TESTS = "assert add(1, 2) == 3\nassert add(0, 0) == 0\n"
 
 def fix_add(fake: FakeMessagesAPI) -> None:
     fake.add_rule("<IMPROVED_VARIABLE>", f"<IMPROVED_VARIABLE>\n{FIXED_ADD}</IMPROVED_VARIABLE>")
+
+
+def interrupt_after_first_step(fake: FakeMessagesAPI) -> None:
+    """Press Ctrl-C (SIGINT to this process) as the first request after step 1's reply arrives:
+    driven by the run's own progress, not by a timer."""
+    stepped, pressed = threading.Event(), threading.Event()
+
+    def reply(body: dict[str, Any], text: str) -> str:
+        if stepped.is_set() and not pressed.is_set():
+            pressed.set()
+            os.kill(os.getpid(), signal.SIGINT)
+        if "<IMPROVED_VARIABLE>" in text:
+            stepped.set()
+            return f"<IMPROVED_VARIABLE>\n{FIXED_ADD}</IMPROVED_VARIABLE>"
+        return default_reply(body, text)
+
+    fake.add_rule(re.compile(""), reply)
 
 
 def define_add(cells: Cells) -> None:
@@ -193,17 +211,12 @@ def test_interrupt_stops_cleanly_and_keeps_candidates(
     cells: Cells, fake_api: FakeMessagesAPI
 ) -> None:
     define_add(cells)
-    fix_add(fake_api)
-    fake_api.latency = 0.4
-    timer = threading.Timer(2.5, lambda: os.kill(os.getpid(), signal.SIGINT))
-    timer.start()
-    try:
-        shown = cells.run("%tgoptimize --steps 20")
-    finally:
-        timer.cancel()
+    interrupt_after_first_step(fake_api)
+    shown = cells.run("%tgoptimize --steps 20")
     assert "stopped after" in shown
     assert "candidate" in cells.run("%tghistory add")
-    fake_api.latency = 0
+    fake_api.reset()
+    fix_add(fake_api)
     assert "step 1/1" in cells.run("%tgoptimize --steps 1")  # the session still works
 
 

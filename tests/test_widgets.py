@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import html
-import os
 import re
 import signal
 import subprocess
@@ -24,7 +23,14 @@ from IPython.core.interactiveshell import InteractiveShell
 
 from tests.cells import Cells
 from tests.fake_api import FakeMessagesAPI
-from tests.test_notebook import BUGGY_ADD, FIXED_ADD, TESTS, add_notebook, fix_add
+from tests.test_notebook import (
+    BUGGY_ADD,
+    FIXED_ADD,
+    TESTS,
+    add_notebook,
+    fix_add,
+    interrupt_after_first_step,
+)
 from tg_magic.notebook import frontend
 from tg_magic.notebook.apply import CellRef
 from tg_magic.notebook.magics import TgMagics, _install_live, _live_transform
@@ -237,15 +243,9 @@ def test_stop_button_ends_a_live_run_after_the_step_under_way(
 
 def test_ctrl_c_stops_a_live_run_inside_a_step(cells: Cells, fake_api: FakeMessagesAPI) -> None:
     define(cells)
-    fix_add(fake_api)
-    fake_api.latency = 0.4
+    interrupt_after_first_step(fake_api)
     magics = magics_of(cells)
-    timer = threading.Timer(1.5, lambda: os.kill(os.getpid(), signal.SIGINT))
-    timer.start()
-    try:
-        asyncio.run(magics.tgoptimize_live("--steps 20"))
-    finally:
-        timer.cancel()
+    asyncio.run(magics.tgoptimize_live("--steps 20"))
     progress = next(v for v in magics.views if isinstance(v, ProgressView))
     assert "stopped after" in progress.label.value and progress.results < 20
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored

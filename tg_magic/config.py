@@ -49,16 +49,17 @@ FIELDS: dict[str, tuple[Any, str | None, Callable[[str], Any], str]] = {
     "concurrency": (16, "TG_MAGIC_CONCURRENCY", _number(int), "model calls in flight at once"),
     "cache": (None, "TG_MAGIC_CACHE", str, "reply cache file, or 'off' (None: the user cache)"),
     "request_timeout": (
-        120.0,
+        None,
         "TG_MAGIC_REQUEST_TIMEOUT",
         _number(float),
-        "seconds one model request may take before it is retried",
+        "seconds one model request may take before it is retried (None: the provider's "
+        "default, 120 s for Claude)",
     ),
     "run_deadline": (
         None,
         "TG_MAGIC_RUN_DEADLINE",
         _number(float),
-        "seconds a whole run may take (None: no deadline)",
+        "seconds one blocking call (forward, backward, a step) may take (None: no deadline)",
     ),
     "feedback_only": (
         False,

@@ -19,6 +19,11 @@ class MissingAPIKey(EngineError):
     """A provider's API key is not set."""
 
 
+class UnusableReply(EngineError):
+    """The provider answered, but with nothing usable (an HTML page, broken JSON, no text):
+    retried like a transient error."""
+
+
 class BudgetExceeded(TgMagicError):
     """The next call would exceed the budget; everything computed so far is kept."""
 
@@ -30,4 +35,14 @@ def redact(text: str) -> str:
     for name, value in os.environ.items():
         if value and len(value) >= 8 and any(s in name for s in ("KEY", "TOKEN", "SECRET")):
             text = text.replace(value, "[redacted]")
+    return text
+
+
+def valid_text(text: str) -> str:
+    """`text` as valid Unicode: each lone surrogate (which no encoder, file or API accepts)
+    becomes U+FFFD; everything else (NUL, right-to-left marks, emoji) is kept as is."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
     return text

@@ -318,6 +318,8 @@ def _messages(llama: Any, request: Request, max_out: int, context: int) -> list[
 class LocalEngine(Engine):
     """`local` (SmolLM2-135M-Instruct) or `local:PATH.gguf`, run in-process by llama.cpp."""
 
+    free = True  # runs in this process: a dollar budget needs no price for it
+
     def __init__(self, path: str | None = None) -> None:
         # Only cheap checks here: the model is loaded at the first call, once per process.
         _require_llama_cpp()
