@@ -439,3 +439,23 @@ def test_plain_data_round_trips_and_in_place_changes_come_back() -> None:
     )
     report = run_tests(code, tests)
     assert report.score == 1.0, report.text()
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "sk-ant-api03-" + "A1b2C3d4" * 6,
+        "sk-proj-" + "x" * 40,
+        "ghp_" + "Z" * 36,
+        "AKIA" + "ABCDEFGHIJKLMNOP",
+        "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----",
+    ],
+)
+def test_a_key_shaped_string_printed_by_the_code_never_reaches_the_report(secret: str) -> None:
+    """Code that prints a credential it found (not one of ours, so not in our environment):
+    the report that goes into gradients, widgets and feedback shows it redacted."""
+    code = f"SECRET = {secret!r}\nprint(SECRET)\ndef add(a, b):\n    raise ValueError(SECRET)\n"
+    report = run_tests(code, "assert add(1, 2) == 3\n")
+    assert not report.passed
+    assert secret not in report.text()
+    assert "[redacted]" in report.text()
