@@ -18,10 +18,11 @@ nbformat); the library itself knows nothing of notebooks.
 
 from __future__ import annotations
 
+from ..objectives import rubric_score
 from .grading import FEEDBACK_TAG, feedback_markdown, process, run
 from .hinting import ALL_PASS
 from .results import Result
-from .scoring import Assignment, rubric_score
+from .scoring import Assignment
 from .submissions import discover, find_answer, find_submissions, student_names
 from .summary import summary_counts, summary_rows, test_columns, write_csv, write_html
 

@@ -6,14 +6,13 @@ what it returns is safe to show the student (hidden tests' bodies and messages a
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import prompts, sandbox
+from .. import objectives, sandbox
 from ..engines import Engine
 from ..errors import InputError
-from ..loss import TextLoss
+from ..objectives import LossSpec
 from ..variable import Variable
 from .teacher_tests import HIDDEN_MESSAGE, TeacherTests
 
@@ -108,22 +107,9 @@ def _evaluation(scored: Scored) -> str:
     return "\n".join(lines)
 
 
-_SCORE = re.compile(
-    r"score\W{0,3}\s*(\d+(?:\.\d+)?)\s*(?:/|out of)\s*(\d+(?:\.\d+)?)", re.IGNORECASE
-)
-
-
-def rubric_score(evaluation: str) -> float | None:
-    """The judge's last "Score: N/M" as a fraction, or None when it gave none."""
-    found = _SCORE.findall(evaluation)
-    if not found:
-        return None
-    got, out_of = (float(x) for x in found[-1])
-    return None if out_of <= 0 else max(0.0, min(1.0, got / out_of))
-
-
 def score_rubric(answer: Variable, assignment: Assignment) -> Scored:
-    judge = TextLoss(prompts.rubric_instruction(assignment.text), engine=assignment.engine)
-    evaluation = judge(answer)
-    score = rubric_score(evaluation.value)
+    """The rubric loss of tg_magic.objectives, judged by the assignment's engine."""
+    spec = LossSpec("rubric", assignment.text, model=assignment.engine)
+    evaluation = objectives.build(spec, answer).loss(None)
+    score = objectives.rubric_score(evaluation.value)
     return Scored(score=score, evaluation=evaluation.value, judge=evaluation)
