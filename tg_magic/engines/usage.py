@@ -138,29 +138,25 @@ class Meter:
 
     def _refusal(self, claim: Claim) -> str | None:
         """Why `claim` cannot start now (None: it can). Called with the lock held."""
-        flying = self._in_flight
-        if self.budget_dollars is not None:
-            spent = self._spent.cost
-            expected = spent + sum(c.dollars for c in flying) + claim.dollars
-            worst = spent + sum(c.worst_dollars for c in flying) + claim.worst_dollars
-            if expected > self.budget_dollars or worst > self.budget_dollars + claim.worst_dollars:
-                return (
-                    f"budget reached: spent ${spent:.4f} of ${self.budget_dollars:.4f}; the next "
-                    f"call would cost about ${claim.dollars:.4f} ({claim.input_tokens:,} input + "
-                    f"about {claim.output_tokens:,} output tokens); results so far are kept. "
-                    "Raise it with tg.set_budget(dollars=...) to continue"
-                )
-        if self.budget_tokens is not None:
-            used = self._spent.tokens
-            expected_t = used + sum(c.tokens for c in flying) + claim.tokens
-            worst_t = used + sum(c.worst_tokens for c in flying) + claim.worst_tokens
-            if expected_t > self.budget_tokens or worst_t > self.budget_tokens + claim.worst_tokens:
-                return (
-                    f"budget reached: spent {used:,} of {self.budget_tokens:,} tokens; the next "
-                    f"call would use about {claim.tokens:,} ({claim.input_tokens:,} input + "
-                    f"about {claim.output_tokens:,} output); results so far are kept. "
-                    "Raise it with tg.set_budget(tokens=...) to continue"
-                )
+        flying = [*self._in_flight, claim]
+        if self.budget_dollars is not None and _over(
+            self.budget_dollars, self._spent.cost, flying, "dollars", "worst_dollars"
+        ):
+            return (
+                f"budget reached: spent ${self._spent.cost:.4f} of ${self.budget_dollars:.4f}; "
+                f"the next call would cost about ${claim.dollars:.4f} ({claim.input_tokens:,} "
+                f"input + about {claim.output_tokens:,} output tokens); results so far are "
+                "kept. Raise it with tg.set_budget(dollars=...) to continue"
+            )
+        if self.budget_tokens is not None and _over(
+            self.budget_tokens, self._spent.tokens, flying, "tokens", "worst_tokens"
+        ):
+            return (
+                f"budget reached: spent {self._spent.tokens:,} of {self.budget_tokens:,} tokens; "
+                f"the next call would use about {claim.tokens:,} ({claim.input_tokens:,} input + "
+                f"about {claim.output_tokens:,} output); results so far are kept. "
+                "Raise it with tg.set_budget(tokens=...) to continue"
+            )
         return None
 
     def settle(self, usage: Usage, claim: Claim | None = None) -> None:
@@ -209,3 +205,11 @@ def _resolve(future: asyncio.Future[None]) -> None:
 
 
 METER = Meter()
+
+
+def _over(limit: float, spent: float, claims: list[Claim], expected: str, worst: str) -> bool:
+    """Whether the calls in flight plus the last claim could break the limit: their expected
+    cost must fit, and their worst cost may pass it by at most the last call's worst."""
+    expected_total = spent + sum(getattr(c, expected) for c in claims)
+    worst_total = spent + sum(getattr(c, worst) for c in claims)
+    return expected_total > limit or worst_total > limit + getattr(claims[-1], worst)
