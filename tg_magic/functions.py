@@ -112,16 +112,25 @@ class LLMCall(Function):
     def _prompt(self, node: Node) -> str:
         return node.inputs[0].value
 
+    def _parts(self, node: Node) -> list[Any]:
+        """The message sent: its text, or (a multimodal call) texts and images in order."""
+        return [self._prompt(node)]
+
     async def forward(self, node: Node) -> str:
         system = self.system_prompt.value if self.system_prompt else None
-        return await self.engine.agenerate(self._prompt(node), system)
+        parts = self._parts(node)
+        text_only = len(parts) == 1 and isinstance(parts[0], str)
+        return await self.engine.agenerate(parts[0] if text_only else parts, system)
 
     async def backward(
         self, node: Node, output: Variable, engine: Engine, *, hint: bool = False
     ) -> None:
+        from .images import Image
+
         system = self.system_prompt.value if self.system_prompt else None
         call = prompts.llm_call_description(system, self._prompt(node))
-        await _gradients_through(output, engine, call, node.inputs, hint)
+        images = [p for p in self._parts(node) if isinstance(p, Image)]
+        await _gradients_through(output, engine, call, node.inputs, hint, images=images)
 
 
 class FormattedLLMCall(LLMCall):

@@ -13,9 +13,8 @@ from typing import Any
 
 from ..engines import Engine
 from ..errors import InputError
-from ..functions import LLMCall, Node, _gradients_through
+from ..functions import LLMCall, Node
 from ..images import Image, Part, text_of
-from ..prompts import llm_call_description
 from ..variable import Variable, ensure_variable
 
 DEFAULT_ROLE = "response from the language model"
@@ -41,18 +40,6 @@ class MultimodalLLMCall(LLMCall):
 
     def _prompt(self, node: Node) -> str:
         return text_of(self._parts(node))
-
-    async def forward(self, node: Node) -> str:
-        system = self.system_prompt.value if self.system_prompt else None
-        return await self.engine.agenerate(self._parts(node), system)
-
-    async def backward(
-        self, node: Node, output: Variable, engine: Engine, *, hint: bool = False
-    ) -> None:
-        system = self.system_prompt.value if self.system_prompt else None
-        call = llm_call_description(system, self._prompt(node))
-        images = [p for p in self._parts(node) if isinstance(p, Image)]
-        await _gradients_through(output, engine, call, node.inputs, hint, images=images)
 
 
 class OrderedFieldsMultimodalLLMCall(MultimodalLLMCall):
