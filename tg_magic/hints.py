@@ -26,6 +26,8 @@ import difflib
 import re
 from collections.abc import Iterable
 
+from . import prompts
+
 __all__ = ["REMOVED_NOTE", "filter_hint", "hint_markdown", "looks_like_code"]
 
 REMOVED_NOTE = "(a code suggestion was removed: hints point at the problem, not the solution)"
@@ -34,7 +36,7 @@ INLINE_NOTE = "(…)"
 _FENCE = re.compile(r"^\s{0,3}(`{3,}|~{3,})")
 _LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
 _INLINE_SPAN = re.compile(r"(`+)(.+?)\1")
-_TAGGED = re.compile(r"<IMPROVED_VARIABLE>.*?(?:</IMPROVED_VARIABLE>|$)", re.DOTALL)
+_TAGGED = re.compile(rf"{re.escape(prompts.OPEN)}.*?(?:{re.escape(prompts.CLOSE)}|$)", re.DOTALL)
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 # A fragment of code inside a sentence: `... change it to return x + 1.`, `def f(a): ...`.
 _PROSE_CODE = re.compile(

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from ..text import first_line
 
 
 class BrokenSubmission(Exception):
@@ -134,12 +135,6 @@ def find_answer(nb: Any, target: str) -> tuple[int, str]:
             f"no answer cell: no `%%tgvariable {target}` cell and no cell tagged {target}"
         )
     return tagged
-
-
-def first_line(text: str, width: int = 120) -> str:
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    first = lines[0] if lines else ""
-    return first if len(first) <= width else first[: width - 1] + "…"
 
 
 def read_notebook(path: Path) -> Any:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InputError
+from ..text import first_line
 
 _MARK = re.compile(
     r"^#\s*(?:(?P<h1>hidden)\s*(?:[,;]\s*)?)?(?:(?P<pts>\d+(?:\.\d+)?)\s*points?)?"
@@ -99,7 +100,7 @@ class TeacherTests:
         shown = []
         for o in outcomes:
             spec = self.spec(o.name)
-            message = "" if spec.hidden or o.passed else _first(o.message)
+            message = "" if spec.hidden or o.passed else first_line(o.message, 200)
             shown.append(
                 {
                     "name": o.name,
@@ -111,9 +112,3 @@ class TeacherTests:
                 }
             )
         return shown
-
-
-def _first(text: str, width: int = 200) -> str:
-    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
-    first = lines[0] if lines else ""
-    return first if len(first) <= width else first[: width - 1] + "…"

@@ -46,12 +46,6 @@ def engine_for(spec: str | None) -> Any:
     return get_engine(spec) if spec else None
 
 
-def short(text: str, width: int = 88) -> str:
-    """`text` on one line, cut at `width` characters."""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 1] + "…"
-
-
 def build_parser() -> CommandLineParser:
     from . import demo, feedback, run, serve, tokens
 

@@ -10,7 +10,8 @@ import time
 import warnings
 from typing import Any
 
-from . import engine_for, fail, short
+from ..text import one_line
+from . import engine_for, fail
 
 NOUNS = {
     "fruits": ["apple", "banana", "plum", "pear", "orange", "grape", "nectarine"],
@@ -91,14 +92,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"step {step}/{args.steps}  forward: score {score:.2f}  [{used.usage}]")
         for (question, answer), prediction in zip(data, predictions, strict=True):
             mark = "ok " if number(prediction.value, answer) else "no "
-            print(f"  {mark} {short(question, 60)} -> {short(prediction.value, 40)!r}")
+            print(f"  {mark} {one_line(question, 60)} -> {one_line(prediction.value, 40)!r}")
         with tg.track_usage() as used:
             loss.backward()
         print(
             f"step {step}/{args.steps}  backward: {len(prompt.gradients)} gradients  [{used.usage}]"
         )
         if prompt.gradients:
-            print(f"  e.g. {short(prompt.gradients[0].text, 160)}")
+            print(f"  e.g. {one_line(prompt.gradients[0].text, 160)}")
         failed = len(optimizer.failures)
         with tg.track_usage() as used, warnings.catch_warnings():
             warnings.simplefilter("ignore")  # said below, in one line

@@ -12,6 +12,7 @@ import signal
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..text import first_line
 from .containment import Limits
 from .report import TestOutcome, TestReport
 
@@ -102,7 +103,9 @@ def judge(run: Run, limits: Limits, contained: str) -> TestReport:
         return report("crashed", _ended(run, memory))
     collect = [o for o in found if o.name == "collecting the tests" and not o.passed]
     if collect:
-        return report("error", f"the tests could not be collected: {_first(collect[0].message)}")
+        return report(
+            "error", f"the tests could not be collected: {first_line(collect[0].message, 200)}"
+        )
     if end.get("gone"):
         return report("crashed", _ended(run, memory))
     failures = "\n".join(o.message for o in found if not o.passed)
@@ -130,7 +133,3 @@ def _ended(run: Run, memory: str) -> str:
     if run.out_of_memory:
         return f"{memory} (all the code's processes together)"
     return exit_problem(run.candidate_status)
-
-
-def _first(text: str) -> str:
-    return (text.strip().splitlines() or [""])[0][:200]
