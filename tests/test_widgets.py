@@ -304,7 +304,7 @@ def test_transport_confirms_an_edit_when_jupyterlab_answers() -> None:
     assert outcomes == []
     reply(channel, {"request_id": request_id, "ok": True, "cell_id": "cell-add", "source": "x"})
     (written,) = outcomes
-    assert written.ok and written.edited and "the cell was updated" in written.text
+    assert written.ok and written.edited and "updated in JupyterLab" in written.text
     assert transport.state == frontend.PRESENT and transport.pending == {}
     assert channel._closed  # the kernel closes the comm once answered
     reply(channel, {"request_id": request_id, "ok": True})  # a duplicate changes nothing
@@ -381,7 +381,11 @@ def test_widget_accept_through_jupyterlab_is_confirmed_later(
     assert session.history.latest("add").status == "candidate"  # type: ignore[union-attr]
     request_id, channel = only_pending(session.frontend)
     reply(channel, {"request_id": request_id, "ok": True, "cell_id": "c-add", "source": "…"})
-    assert "the cell was updated in JupyterLab" in plain(view.status.value)
+    assert plain(view.status.value) == (
+        "add: accepted #1; the cell holds it now (updated in JupyterLab; Ctrl-Z in the cell "
+        "undoes it), and the kernel ran it"
+    )
+    assert cells.ns["add"](1, 2) == 3  # no re-run of the cell needed
     assert session.history.latest("add").status == "accepted"  # type: ignore[union-attr]
     assert session.variables["add"].cell_value.rstrip() == FIXED_ADD.rstrip()
 
@@ -437,3 +441,131 @@ def test_live_optimize_answers_help_and_reports_bad_input(cells: Cells) -> None:
     assert "usage: %tgoptimize" in cells.capsys.readouterr().out
     with pytest.raises(UsageError, match="no loss defined"):
         asyncio.run(magics.tgoptimize_live("--steps 1"))
+
+
+# -- widgets follow the cell ----------------------------------------------------------------
+
+
+def report_edit(cell_id: str, source: str) -> None:
+    """The extension reports an edit of a cell, as ipykernel delivers its comm_open."""
+    import comm
+
+    opened = comm.get_comm_manager().targets[frontend.CHANGES_TARGET]
+    channel = comm.create_comm(target_name=frontend.CHANGES_TARGET)
+    opened(channel, {"content": {"data": frontend_edit(cell_id, source)}})
+
+
+def frontend_edit(cell_id: str, source: str) -> dict[str, str]:
+    return {"action": "cell_changed", "cell_id": cell_id, "source": source}
+
+
+def jupyterlab(cells: Cells, monkeypatch: pytest.MonkeyPatch) -> Cells:
+    """Cells under a Jupyter server with the extension (its comm answered by the test)."""
+    monkeypatch.setenv("JPY_SESSION_NAME", "/tmp/work.ipynb")
+    cells.run("%unload_ext tg_magic")
+    cells.run("%load_ext tg_magic")
+    cells.run('%config TgMagics.widgets = "on"')
+    session = magics_of(cells).session
+    session.frontend = frontend.CommTransport()
+    session.frontend.state = frontend.PRESENT
+    return cells
+
+
+def answer_edit(session: Any) -> None:
+    request_id, channel = only_pending(session.frontend)
+    reply(channel, {"request_id": request_id, "ok": True, "cell_id": "c-add", "source": "…"})
+
+
+def test_every_widget_of_a_variable_follows_accept_undo_and_revert(
+    cells: Cells, fake_api: FakeMessagesAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cells = jupyterlab(cells, monkeypatch)
+    define(cells)
+    fix_add(fake_api)
+    cells.run("%tgoptimize --steps 1")
+    session = magics_of(cells).session
+    first = candidate(cells)
+    second = CandidateView(session, "add")  # the same variable shown in another cell
+    assert [label for label, _ in first.compare_to.options] == [
+        "#0 original · def add(a, b):",
+        "#1 candidate · 1.000 · return a + b",
+    ]
+
+    first.accept_button.click()
+    first.accept_button.click()  # a second click while the edit is in flight does nothing
+    assert len(session.frontend.pending) == 1
+    answer_edit(session)
+    assert cells.ns["add"](1, 2) == 3
+    for view in (first, second):
+        assert plain(view.state.value) == "accepted #1; the cell holds #1 (accepted)"
+        assert view.accept_button.disabled and not view.revert_button.disabled
+
+    # Ctrl-Z in the cell: the extension reports the old text; both widgets say so.
+    report_edit("c-add", f"%%tgvariable add --kind code\n{BUGGY_ADD}")
+    for view in (first, second):
+        assert plain(view.state.value) == (
+            "edited in the cell: back to #0; the cell holds #0 (original); the kernel still "
+            "uses #1 until the cell runs"
+        )
+        assert not view.accept_button.disabled
+
+    # A hand edit that is no iteration at all.
+    report_edit("c-add", "%%tgvariable add --kind code\ndef add(a, b):\n    return 0\n")
+    assert plain(second.state.value).startswith("edited in the cell; the cell holds text edited")
+
+    # %tgrevert from another cell: the first widget follows.
+    cells.run("%tgrevert add")
+    answer_edit(session)
+    for view in (first, second):
+        assert plain(view.state.value) == "reverted to #0; the cell holds #0 (reverted)"
+        assert view.revert_button.disabled and not view.accept_button.disabled
+    assert cells.ns["add"](1, 2) == -1
+    history = cells.run("%tghistory add")
+    assert re.search(r"^  0\s+reverted .*◀ in the cell$", history, re.MULTILINE), history
+
+
+def test_progress_final_state_shows_the_score_and_no_stop(
+    cells: Cells, fake_api: FakeMessagesAPI
+) -> None:
+    define(cells)
+    fix_add(fake_api)
+    cells.run("%tgoptimize --steps 1")
+    progress = next(v for v in magics_of(cells).display.views if isinstance(v, ProgressView))
+    assert plain(progress.label.value) == "done: 1 step(s); score 0.000 → 1.000"
+    assert progress.stop_button.layout.display == "none"
+    assert progress.hint.layout.display == "none"  # no stale hint about Stop
+    assert "1 of 1 tests pass" in plain(progress.tests.value)
+    view = candidate(cells)
+    assert "1 of 1 tests pass" in plain(view.tests.value) and "✓" in plain(view.tests.value)
+
+
+def test_tables_are_left_aligned(cells: Cells, fake_api: FakeMessagesAPI) -> None:
+    from tg_magic.notebook import render
+
+    define(cells)
+    session = magics_of(cells).session
+    history = render.history_html("add", render.history_rows(session, "add"))
+    graph = render.graph_html(session)
+    for table in (history, graph):
+        cells_html = re.findall(r"<t[dh][^>]*>", table)
+        assert cells_html and all("text-align: left" in c for c in cells_html)
+    assert "<th" in history and "score before" in history and "score after" in history
+
+
+def test_the_sdk_is_imported_in_the_background_once_a_loss_is_defined() -> None:
+    code = (
+        "import sys, os; os.environ['ANTHROPIC_API_KEY'] = 'x'\n"
+        "from IPython.core.interactiveshell import InteractiveShell as S\n"
+        "s = S.instance(); s.run_line_magic('load_ext', 'tg_magic')\n"
+        "before = 'anthropic' in sys.modules\n"
+        "s.run_cell('%%tgvariable p\\nYou count.')\n"
+        "s.run_cell('%%tgloss l --target p\\nIs it good?')\n"
+        "import threading\n"
+        "for t in threading.enumerate():\n"
+        "    if t.name.startswith('tg-magic-import-'): t.join()\n"
+        "print(before, 'anthropic' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip().splitlines()[-1] == "False True"

@@ -121,7 +121,8 @@ def preload() -> None:
         for spec in (specs or {default_spec()})
     } - {""}
     for module in modules - set(sys.modules):
-        threading.Thread(target=_import_quietly, args=(module,), daemon=True).start()
+        name = f"tg-magic-import-{module}"
+        threading.Thread(target=_import_quietly, args=(module,), name=name, daemon=True).start()
 
 
 def _import_quietly(module: str) -> None:

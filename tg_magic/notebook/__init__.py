@@ -24,8 +24,7 @@ def unload_ipython_extension(ipython: Any) -> None:
 
     for magics in [m for m in ipython.configurables if isinstance(m, TgMagics)]:
         ipython.events.unregister("pre_run_cell", magics._pre_run_cell)
-        if magics.stop_listening is not None:
-            magics.stop_listening()
+        magics.stop_listening()
         ipython.configurables.remove(magics)
     ipython.magics_manager.registry.pop("TgMagics", None)
     for kind in ("line", "cell"):

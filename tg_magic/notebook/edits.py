@@ -213,26 +213,26 @@ class CellEdits:
         namespace = self.session.namespace
         cell.variable.value = entry.value
         cell.kernel_value = entry.value
-        where = (
-            f"the cell holds it now ({written.text})"
-            if written.edited
-            else "the kernel uses it now"
-        )
-        if cell.kind != "code":
-            namespace[cell.name] = cell.variable
-            tail = "" if written.edited else f"; {written.text}"
-            return Outcome(True, f"{cell.name}: {verb}; {where}{tail}")
-        namespace[cell.name] = cell.variable  # as the %%tgvariable cell does before its code
-        output, error = run_code(namespace, entry.value, cell.name)
-        tail = "" if written.edited else f"; {written.text}"
-        if error:
+        namespace[cell.name] = cell.variable  # as the %%tgvariable cell does, before its code
+        ran = ""
+        failure = None
+        output = ""
+        if cell.kind == "code":
+            output, failure = run_code(namespace, entry.value, cell.name)
+            ran = ", and the kernel ran it"
+        if written.edited:
+            where, tail = f"the cell holds it now ({written.text}){ran}", ""
+        else:
+            where = "the kernel ran it" if ran else "the variable holds it now"
+            tail = f"; {written.text}"
+        if failure:
             return Outcome(
                 False,
-                f"{cell.name}: {verb}, but running it failed: {error} (the cell holds the "
+                f"{cell.name}: {verb}, but running it failed: {failure} (the cell holds the "
                 f"accepted text){tail}",
                 output,
             )
-        return Outcome(True, f"{cell.name}: {verb}; {where}, and the kernel ran it{tail}", output)
+        return Outcome(True, f"{cell.name}: {verb}; {where}{tail}", output)
 
     # -- hand edits -------------------------------------------------------------------------
     def cell_changed(self, cell_id: str, source: str) -> None:

@@ -73,7 +73,7 @@ class CommTransport:
 
         def answered(data: dict[str, Any]) -> None:
             if data.get("ok"):
-                text = "the cell was updated in JupyterLab (Ctrl-Z in the cell undoes it)"
+                text = "updated in JupyterLab; Ctrl-Z in the cell undoes it"
                 done(Written(True, text, True))
                 return
             error = str(data.get("error") or "no reason given").rstrip(".")

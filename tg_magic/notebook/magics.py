@@ -100,9 +100,7 @@ class TgMagics(Magics):
         )
         self.session.frontend = frontend.attach(shell)  # pings: presence known by the next cell
         # the extension reports edits of variable cells (typing, Ctrl-Z): the widgets follow
-        self.stop_listening = (
-            frontend.listen(self.session.edits.cell_changed) if self.session.frontend else None
-        )
+        self.stop_listening = frontend.listen(self.session.edits.cell_changed)
         self.display = Display(self.session, self._rich)
         self.live = self._rich() and install_live(shell)
 
@@ -258,12 +256,17 @@ class TgMagics(Magics):
         args = parse(parsers.loss_name("%tgforward", "Run a loss's forward pass; show it."), line)
         loss = self.session.forward(args.loss)
         score = f" (score {render.score_text(loss.score)})" if loss.score is not None else ""
-        tests = "\n\n".join(
-            render.tests_markdown(cell.name, self.session.test_report(cell.name, cell.cell_value))
+        reports = [
+            (cell.name, self.session.test_report(cell.name, cell.variable.value))
             for cell in self.session.last_parameters
-            if self.session.test_report(cell.name, cell.variable.value) is not None
-        )
-        show_markdown(f"**{loss.role_description}**{score}\n\n{tests or loss.value}")
+        ]
+        text = "\n".join(render.tests_text(r) for _, r in reports if r is not None)
+        markdown = "\n\n".join(render.tests_markdown(n, r) for n, r in reports if r is not None)
+        head = f"**{loss.role_description}**{score}\n\n"
+        if not text:
+            show_markdown(head + loss.value)
+            return
+        show(f"{loss.role_description}{score}\n{text}", markdown=head + markdown)
 
     @line_magic
     @_guarded

@@ -139,7 +139,10 @@ def tests_text(report: TestReport | None) -> str:
 
 def tests_markdown(name: str, report: TestReport | None) -> str:
     head = scores.summary(report)
-    items = "\n".join(f"- {md_escape(x)}" for x in scores.outcome_lines(report))
+    items = "\n".join(
+        f"- {'✓' if t.passed else '✗'} `{t.name}`" + (f": {md_escape(t.why)}" if t.why else "")
+        for t in scores.outcomes(report)
+    )
     return f"**tests of `{name}`**: {head}\n\n{items}" if head else ""
 
 
