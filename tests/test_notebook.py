@@ -265,7 +265,7 @@ def test_settings_are_traitlets(cells: Cells, fake_api: FakeMessagesAPI) -> None
     cells.run('%config TgMagics.engine = "anthropic:claude-sonnet-5-5"')
     cells.run("%config TgMagics.concurrency = 3")
     shown = cells.run("%tgconfig")
-    assert "anthropic:claude-sonnet-5-5" in shown and "concurrency:       3" in shown
+    assert "anthropic:claude-sonnet-5-5" in shown and "concurrency:      3" in shown
     cells.run("%%tgvariable answer --kind text\nParis is in Spain.")
     cells.run("%%tgloss check --target answer\nIs it right?")
     cells.run("%tgforward check")
@@ -405,7 +405,7 @@ def test_one_engine_setting_everywhere(
     import tg_magic as tg
 
     monkeypatch.setenv("TG_MAGIC_ENGINE", "anthropic:claude-sonnet-5-5")
-    assert "engine:            anthropic:claude-sonnet-5-5" in cells.run("%tgconfig")
+    assert "engine:           anthropic:claude-sonnet-5-5" in cells.run("%tgconfig")
     assert tg.get_engine(None).spec == "anthropic:claude-sonnet-5-5"
     define_add(cells)
     fix_add(fake_api)
@@ -418,9 +418,9 @@ def test_one_engine_setting_everywhere(
     cells.run('%config TgMagics.backward_engine = "anthropic:claude-opus-5-5"')
     assert tg.settings.backward_engine == "anthropic:claude-opus-5-5"
     assert tg.get_backward_engine().spec == "anthropic:claude-opus-5-5"
-    assert "backward engine:   anthropic:claude-opus-5-5" in cells.run("%tgconfig")
+    assert "backward engine:  anthropic:claude-opus-5-5" in cells.run("%tgconfig")
     tg.set_backward_engine("anthropic:claude-haiku-5-5")
-    assert "backward engine:   anthropic:claude-haiku-5-5" in cells.run("%tgconfig")
+    assert "backward engine:  anthropic:claude-haiku-5-5" in cells.run("%tgconfig")
 
 
 def test_tests_cell_says_what_is_contained_and_asks_consent(

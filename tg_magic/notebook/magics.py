@@ -380,17 +380,17 @@ class TgMagics(Magics):
         settings = tg_config.settings
         return "\n".join(
             [
-                f"engine:            {render.engine_spec('engine')}",
-                f"backward engine:   {render.engine_spec('backward_engine')}",
-                f"concurrency:       {settings.concurrency}",
-                f"request timeout:   {settings.request_timeout} s",
-                f"budget:            {_budget(METER.budget_dollars, METER.budget_tokens)}",
-                f"cache:             {cache.path if cache else 'off'}",
-                f"notebook:          {self.session.notebook or '(unknown)'}",
-                f"history:           {self.session.history.path}",
-                f"feedback-only:     {'on' if settings.feedback_only else 'off'}",
+                f"engine:           {render.engine_spec('engine')}",
+                f"backward engine:  {render.engine_spec('backward_engine')}",
+                f"concurrency:      {settings.concurrency}",
+                f"request timeout:  {settings.request_timeout} s",
+                f"budget:           {_budget(METER.budget_dollars, METER.budget_tokens)}",
+                f"cache:            {cache.path if cache else 'off'}",
+                f"notebook:         {self.session.notebook or '(unknown)'}",
+                f"history:          {self.session.history.path}",
+                f"feedback-only:    {'on' if settings.feedback_only else 'off'}",
                 f"allow-unsandboxed: {'on' if settings.allow_unsandboxed else 'off'}",
-                f"usage so far:      {METER.total}",
+                f"usage so far:     {METER.total}",
             ]
         )
 
