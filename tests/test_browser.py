@@ -408,6 +408,9 @@ def test_accept_in_the_widget_rewrites_the_cell_in_the_page_and_the_file(
     assert "return a - b" in cell_text(page, var)
     assert widget.locator("button", has_text="Revert").is_disabled()
     assert widget.locator("button", has_text="Accept").is_enabled()
+    assert "add: accepted" not in widget.inner_text()  # no stale outcome under the buttons
+    side = widget.locator("table.tg-magic-diff-side")  # the cell now against #1: not empty
+    assert "return a - b" in side.inner_text() and "return a + b" in side.inner_text()
     widget.scroll_into_view_if_needed()
     shot(page, "04-reverted-from-another-cell")
 

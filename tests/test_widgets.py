@@ -519,6 +519,8 @@ def test_every_widget_of_a_variable_follows_accept_undo_and_revert(
     for view in (first, second):
         assert plain(view.state.value) == "reverted to #0; the cell holds #0 (reverted)"
         assert view.revert_button.disabled and not view.accept_button.disabled
+        assert view.status.value == ""  # no stale "accepted" line under the buttons
+        assert view.compare_from.value == CELL and "return a - b" in plain(view.side.value)
     assert cells.ns["add"](1, 2) == -1
     history = cells.run("%tghistory add")
     assert re.search(r"^  0\s+reverted .*◀ in the cell$", history, re.MULTILINE), history

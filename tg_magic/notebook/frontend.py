@@ -155,3 +155,31 @@ def listen(on_change: CellChanged) -> Callable[[], None]:
             manager.unregister_target(CHANGES_TARGET, opened)
 
     return stop
+
+
+# -- where this kernel runs -----------------------------------------------------------
+
+
+def kernel_cell_id(shell: Any) -> str:
+    kernel = getattr(shell, "kernel", None)
+    try:
+        return str(kernel.get_parent()["metadata"].get("cellId", "")) if kernel else ""
+    except (AttributeError, KeyError, TypeError):
+        return ""
+
+
+def find_notebook(namespace: dict[str, Any]) -> str | None:
+    """The .ipynb this kernel runs: explicit, Jupyter server session, or VS Code."""
+    for candidate in (
+        settings.notebook,
+        namespace.get("__session__"),
+        os.environ.get("JPY_SESSION_NAME"),
+        namespace.get("__vsc_ipynb_file__"),
+    ):
+        if (
+            isinstance(candidate, str)
+            and candidate.endswith(".ipynb")
+            and os.path.exists(candidate)
+        ):
+            return candidate
+    return None

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import config as tg_config
 from . import display as out
-from . import render
+from . import render, scores
 
 if TYPE_CHECKING:
     from ..train import StepResult
@@ -38,7 +38,7 @@ class OptimizeRun:
         self.view: Any = None
         self.handle: Any = None
         try:
-            self.nothing = self.session.nothing_to_do(args.loss, target=args.target_score)
+            self.nothing = scores.nothing_to_do(self.session, args.loss, target=args.target_score)
             self.steps: Iterator[StepResult] = iter(())
             if self.nothing is None:
                 self.steps = self.session.optimize(

@@ -94,7 +94,7 @@ class TgMagics(Magics):
         self._cell_id = ""
         if shell is not None:
             shell.events.register("pre_run_cell", self._pre_run_cell)
-        self.session.set_notebook(self.notebook or _find_notebook(self.session.namespace))
+        self.session.set_notebook(self.notebook or frontend.find_notebook(self.session.namespace))
         self.session.frontend_holds_file = bool(
             os.environ.get("JPY_SESSION_NAME") and not tg_config.settings.notebook
         )
@@ -105,7 +105,7 @@ class TgMagics(Magics):
         self.live = self._rich() and install_live(shell)
 
     def _pre_run_cell(self, info: Any) -> None:
-        self._cell_id = getattr(info, "cell_id", None) or _kernel_cell_id(self.shell) or ""
+        self._cell_id = getattr(info, "cell_id", None) or frontend.kernel_cell_id(self.shell) or ""
 
     # -- settings -----------------------------------------------------------------------
     @observe("engine", "backward_engine")
@@ -364,7 +364,7 @@ class TgMagics(Magics):
 
                 get_engine(value)  # fails now, with the fix, if the spec is wrong
             setattr(self, name, value)
-        print(self._settings_text())
+        print(render.settings_text(self.session))
 
     # -- showing ------------------------------------------------------------------------------
     def _rich(self) -> bool:
@@ -373,60 +373,7 @@ class TgMagics(Magics):
             return self.widgets == "on"
         return getattr(self.shell, "kernel", None) is not None and not tg_config.settings.notebook
 
-    def _settings_text(self) -> str:
-        from ..engines import get_cache
-
-        cache = get_cache()
-        settings = tg_config.settings
-        return "\n".join(
-            [
-                f"engine:           {render.engine_spec('engine')}",
-                f"backward engine:  {render.engine_spec('backward_engine')}",
-                f"concurrency:      {settings.concurrency}",
-                f"request timeout:  {settings.request_timeout} s",
-                f"budget:           {_budget(METER.budget_dollars, METER.budget_tokens)}",
-                f"cache:            {cache.path if cache else 'off'}",
-                f"notebook:         {self.session.notebook or '(unknown)'}",
-                f"history:          {self.session.history.path}",
-                f"feedback-only:    {'on' if settings.feedback_only else 'off'}",
-                f"allow-unsandboxed: {'on' if settings.allow_unsandboxed else 'off'}",
-                f"usage so far:     {METER.total}",
-            ]
-        )
-
 
 def _spec(engine: Any) -> str:
     """An engine setting as text: a spec string, or the spec of an engine object."""
     return "" if engine is None else str(getattr(engine, "spec", engine))
-
-
-def _budget(dollars: float | None, tokens: int | None) -> str:
-    parts = ([f"${dollars}"] if dollars is not None else []) + (
-        [f"{tokens:,} tokens"] if tokens is not None else []
-    )
-    return " and ".join(parts) or "none"
-
-
-def _kernel_cell_id(shell: Any) -> str:
-    kernel = getattr(shell, "kernel", None)
-    try:
-        return str(kernel.get_parent()["metadata"].get("cellId", "")) if kernel else ""
-    except (AttributeError, KeyError, TypeError):
-        return ""
-
-
-def _find_notebook(namespace: dict[str, Any]) -> str | None:
-    """The .ipynb this kernel runs: explicit, Jupyter server session, or VS Code."""
-    for candidate in (
-        tg_config.settings.notebook,
-        namespace.get("__session__"),
-        os.environ.get("JPY_SESSION_NAME"),
-        namespace.get("__vsc_ipynb_file__"),
-    ):
-        if (
-            isinstance(candidate, str)
-            and candidate.endswith(".ipynb")
-            and os.path.exists(candidate)
-        ):
-            return candidate
-    return None

@@ -364,3 +364,33 @@ def score_curve_svg(points: list[float], *, width: int = 300, height: int = 80) 
         f'fill="{label}">{score_text(low)}</text>'
         f'<polyline points="{line}" fill="none" stroke="{color}" stroke-width="2"/>{dots}</svg>'
     )
+
+
+def settings_text(session: Session) -> str:
+    """What %tgconfig shows: every setting, as the library reads it now."""
+    from ..config import settings
+    from ..engines import METER, get_cache
+
+    cache = get_cache()
+    return "\n".join(
+        [
+            f"engine:           {engine_spec('engine')}",
+            f"backward engine:  {engine_spec('backward_engine')}",
+            f"concurrency:      {settings.concurrency}",
+            f"request timeout:  {settings.request_timeout} s",
+            f"budget:           {budget_text(METER.budget_dollars, METER.budget_tokens)}",
+            f"cache:            {cache.path if cache else 'off'}",
+            f"notebook:         {session.notebook or '(unknown)'}",
+            f"history:          {session.history.path}",
+            f"feedback-only:    {'on' if settings.feedback_only else 'off'}",
+            f"allow-unsandboxed: {'on' if settings.allow_unsandboxed else 'off'}",
+            f"usage so far:     {METER.total}",
+        ]
+    )
+
+
+def budget_text(dollars: float | None, tokens: int | None) -> str:
+    parts = ([f"${dollars}"] if dollars is not None else []) + (
+        [f"{tokens:,} tokens"] if tokens is not None else []
+    )
+    return " and ".join(parts) or "none"

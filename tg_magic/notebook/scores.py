@@ -18,6 +18,7 @@ from .edits import norm
 if TYPE_CHECKING:
     from ..sandbox import TestReport
     from ..variable import Variable
+    from .session import Session
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,28 @@ def outcome_lines(report: TestReport | None) -> list[str]:
 
 def at_best(report: TestReport) -> bool:
     return report.score >= 1.0 and bool(report.outcomes) and all(o.passed for o in report.outcomes)
+
+
+def nothing_to_do(session: Session, name: str | None, *, target: float | None = None) -> str | None:
+    """When every loss is a test loss already at its best (or at the target score), say so:
+    checking runs the tests only, no model call."""
+    cells = session.loss_cells(name)
+    if any(c.mode != "tests" for c in cells):
+        return None
+    lines = []
+    for cell in cells:
+        built = session.build_one(cell, None, None)
+        assert built.objective.validate is not None
+        score = built.objective.validate()
+        report = session.reports.get(cell.name, built.parameters[0].variable.value)
+        if report is None or score is None:
+            return None
+        reached = target is not None and score >= target
+        if not (at_best(report) or reached):
+            return None
+        what = summary(report) if at_best(report) else f"target {target:g} reached"
+        lines.append(f"{cell.name}: {what} (score {score:.3f})")
+    return "; ".join(lines) + ": nothing to optimize, no model call made"
 
 
 def _first(text: str, width: int = 120) -> str:

@@ -21,7 +21,7 @@ from ..variable import Gradient, Variable
 from .cellwriter import CellRef, Transport
 from .edits import CellEdits, same
 from .history import Entry, History, history_path
-from .scores import Stopper, TestReports, at_best, summary
+from .scores import Stopper, TestReports
 
 if TYPE_CHECKING:
     from ..sandbox import TestReport
@@ -196,7 +196,7 @@ class Session:
     def build(
         self, name: str | None, *, val: str | None = None, val_frac: float | None = None
     ) -> Built:
-        parts = [self._build_one(c, val, val_frac) for c in self.loss_cells(name)]
+        parts = [self.build_one(c, val, val_frac) for c in self.loss_cells(name)]
         params: list[CellVariable] = []
         for built in parts:
             params += [p for p in built.parameters if p not in params]
@@ -215,7 +215,7 @@ class Session:
         train = next((o.train for o in objectives if o.train), None)
         return Built(params, Objective(loss, train, validate))
 
-    def _build_one(self, cell: LossCell, val: str | None, val_frac: float | None) -> Built:
+    def build_one(self, cell: LossCell, val: str | None, val_frac: float | None) -> Built:
         target = self.variable(cell.target)
         var = target.variable
         if not var.requires_grad:
@@ -235,27 +235,6 @@ class Session:
                 if found is not None:
                     return found
         return None
-
-    def nothing_to_do(self, name: str | None, *, target: float | None = None) -> str | None:
-        """When every loss is a test loss already at its best (or at the target score), say so:
-        checking runs the tests only, no model call."""
-        cells = self.loss_cells(name)
-        if any(c.mode != "tests" for c in cells):
-            return None
-        lines = []
-        for cell in cells:
-            built = self._build_one(cell, None, None)
-            assert built.objective.validate is not None
-            score = built.objective.validate()
-            report = self.reports.get(cell.name, built.parameters[0].variable.value)
-            if report is None or score is None:
-                return None
-            reached = target is not None and score >= target
-            if not (at_best(report) or reached):
-                return None
-            what = summary(report) if at_best(report) else f"target {target:g} reached"
-            lines.append(f"{cell.name}: {what} (score {score:.3f})")
-        return "; ".join(lines) + ": nothing to optimize, no model call made"
 
     # -- running ----------------------------------------------------------------------------
     def optimize(
@@ -343,7 +322,7 @@ class Session:
                 "(tests or an instruction) and run it first"
             )
         if not cell.variable.gradients:
-            built = [self._build_one(c, None, None).objective for c in cells]
+            built = [self.build_one(c, None, None).objective for c in cells]
             cell.variable.gradients = []
             losses = [o.loss(list(o.train or []) or None) for o in built]
             loss = losses[0] if len(losses) == 1 else tg_sum(losses)

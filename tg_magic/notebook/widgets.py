@@ -133,8 +133,12 @@ class CandidateView(_View):
         return next(e for e in self.entries if e.n == n)
 
     def _variable_changed(self, name: str) -> None:
+        """Any change of the variable: the state line tells it; an older outcome and output of
+        this widget no longer describe the cell, and the diff compares with the cell now."""
         if name == self.name:
-            self.refresh()
+            self.status.value = ""
+            self.output.outputs = ()
+            self.refresh(compare_from=CELL)
 
     def refresh(self, select: int | None = None, *, compare_from: int | None = None) -> None:
         """Re-read the history and the cell (both change) and redraw; `select` picks the
