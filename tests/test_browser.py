@@ -469,6 +469,12 @@ def test_stop_button_ends_the_run_between_steps(lab: Lab, page: Any) -> None:
         accepted = cells(page).nth(5).locator(".jp-OutputArea-output")
         wait_until(lambda: "updated in JupyterLab" in accepted.inner_text(), "%tgaccept")
         assert "return a + b" in cell_text(page, 1) and cell_text(page, 1).startswith(MAGIC_LINE)
+        # The candidate widget follows %tgaccept: it shows what the accept changed.
+        widget = page.locator(".tg-magic-candidate").first
+        state = widget.locator(".tg-magic-state")
+        wait_until(lambda: "accepted #" in state.inner_text(), "the widget to follow")
+        side = widget.locator("table.tg-magic-diff-side")
+        assert "return a - b" in side.inner_text() and "return a + b" in side.inner_text()
     finally:
         lab.fake.latency = 0.0
 

@@ -499,6 +499,8 @@ def test_every_widget_of_a_variable_follows_accept_undo_and_revert(
     for view in (first, second):
         assert plain(view.state.value) == "accepted #1; the cell holds #1 (accepted)"
         assert view.accept_button.disabled and not view.revert_button.disabled
+        assert view.compare_from.value == PREVIOUS  # what the accept changed: not empty
+        assert "return a - b" in plain(view.side.value)
 
     # Ctrl-Z in the cell: the extension reports the old text; both widgets say so.
     report_edit("c-add", f"%%tgvariable add --kind code\n{BUGGY_ADD}")
@@ -520,7 +522,9 @@ def test_every_widget_of_a_variable_follows_accept_undo_and_revert(
         assert plain(view.state.value) == "reverted to #0; the cell holds #0 (reverted)"
         assert view.revert_button.disabled and not view.accept_button.disabled
         assert view.status.value == ""  # no stale "accepted" line under the buttons
-        assert view.compare_from.value == CELL and "return a - b" in plain(view.side.value)
+        # The cell now against the candidate: what accepting it again would change.
+        assert (view.compare_from.value, view.compare_to.value) == (CELL, 1)
+        assert "return a - b" in plain(view.side.value) and "return a + b" in plain(view.side.value)
     assert cells.ns["add"](1, 2) == -1
     history = cells.run("%tghistory add")
     assert re.search(r"^  0\s+reverted .*◀ in the cell$", history, re.MULTILINE), history

@@ -138,9 +138,24 @@ class CandidateView(_View):
         if name == self.name:
             self.status.value = ""
             self.output.outputs = ()
-            self.refresh(compare_from=CELL)
+            self.refresh(*self._telling())
 
-    def refresh(self, select: int | None = None, *, compare_from: int | None = None) -> None:
+    def _telling(self) -> tuple[int | None, int]:
+        """(with, compare) after a change: after an accept, what it changed (the cell before it →
+        the accepted iteration); otherwise (a revert, an edit) the cell now → the same iteration,
+        which is what accepting it again would change."""
+        cell = self.session.variable(self.name)
+        put = self.session.edits.in_cell(self.name)
+        if (
+            cell.last_action.startswith("accepted")
+            and put is not None
+            and cell.previous_value
+            and not same(put.value, cell.previous_value)
+        ):
+            return put.n, PREVIOUS
+        return None, CELL
+
+    def refresh(self, select: int | None = None, compare_from: int | None = None) -> None:
         """Re-read the history and the cell (both change) and redraw; `select` picks the
         "with" entry, `compare_from` the "compare" one."""
         entries = self.entries
@@ -280,9 +295,8 @@ class CandidateView(_View):
                 if outcome.output
                 else ()
             )
-            cell = self.session.variable(self.name)
-            show_change = puts and outcome.ok and bool(cell.previous_value)
-            self.refresh(compare_from=PREVIOUS if show_change else None)
+            if puts and outcome.ok:
+                self.refresh(*self._telling())
 
         self.busy = True
         try:
