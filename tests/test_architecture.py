@@ -29,7 +29,7 @@ def imports_of(path: Path) -> set[str]:
         if isinstance(node, ast.ImportFrom) and node.level:
             base = list(module[: len(module) - node.level])
             target = base + (node.module.split(".") if node.module else [])
-            names = [target + [a.name] for a in node.names] if not node.module else [target]
+            names = [[*target, a.name] for a in node.names] if not node.module else [target]
             found.update(".".join(t[:2]) for t in names if len(t) > 1)
         elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tg_magic"):
             found.add(".".join((node.module or "").split(".")[:2]))

@@ -135,3 +135,8 @@ def rubric_score(evaluation: str) -> float | None:
 def constraints(variable_kinds: set[str]) -> list[str]:
     """The rules a new value must follow, for the kinds of variables a step changes."""
     return [c for kind in sorted(variable_kinds) for c in prompts.KIND_CONSTRAINTS[kind]]
+
+
+def test_report(output: Variable) -> Any:
+    """The sandbox's report behind a tests loss's value: which test passed, why one failed."""
+    return TestLoss.report(output)

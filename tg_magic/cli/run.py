@@ -176,7 +176,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     import nbformat
     from nbclient import NotebookClient
 
-    from ..notebook.apply import save_notebook
+    from ..nbfile import save_notebook
 
     source = Path(args.notebook).expanduser()
     if not source.is_file():

@@ -6,6 +6,7 @@ imported at the first call, never at `import tg_magic`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -114,3 +115,30 @@ def default_engine() -> Engine:
         )
         default_engine.announced = True  # type: ignore[attr-defined]
     return engine
+
+
+def default_spec() -> str:
+    """The spec of the engine `default_engine()` gives (without making it)."""
+    return (
+        f"anthropic:{DEFAULT_ANTHROPIC_MODEL}" if os.environ.get("ANTHROPIC_API_KEY") else "local"
+    )
+
+
+def preload() -> None:
+    """Import the provider SDK of the configured engines in the background (importing
+    `anthropic` takes about 1.3 s), so a run's first model call does not wait for it."""
+    from ..config import settings
+
+    specs = {str(getattr(s, "spec", s)) for s in (settings.engine, settings.backward_engine) if s}
+    modules = {
+        {"anthropic": "anthropic", "openai": "openai"}.get(spec.partition(":")[0], "")
+        for spec in (specs or {default_spec()})
+    } - {""}
+    for module in modules - set(sys.modules):
+        name = f"tg-magic-import-{module}"
+        threading.Thread(target=_import_quietly, args=(module,), name=name, daemon=True).start()
+
+
+def _import_quietly(module: str) -> None:
+    with contextlib.suppress(ImportError):  # the first call says what to install
+        __import__(module)
