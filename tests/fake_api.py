@@ -3,8 +3,11 @@
 The fake speaks real HTTP on 127.0.0.1, so the real SDK (its headers, retries, connection pool)
 is exercised end to end. It validates requests as strictly as the real API for the things our
 client must get right (notably: no ``temperature``/``top_p``), can inject rate-limit and overload
-errors, records every request, measures peak concurrency, and answers from user-defined rules or
-a deterministic default responder good enough to drive a small optimization loop.
+errors and faults (a request held until the test releases it, a 200 with an HTML or broken JSON
+body, an empty content list, usage counts larger than the text suggests), answers
+``/v1/messages/count_tokens``, records every request, measures peak concurrency, and answers from
+user-defined rules or a deterministic default responder good enough to drive a small
+optimization loop.
 
 Typical use::
 
@@ -15,6 +18,7 @@ Typical use::
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import re
@@ -28,7 +32,11 @@ from contextlib import contextmanager, suppress
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
-__all__ = ["FakeMessagesAPI", "Reply", "serve"]
+__all__ = ["FAULTS", "FakeMessagesAPI", "Reply", "serve"]
+
+FAULTS = ("stall", "html", "bad_json", "empty")
+"""What `inject` can do to a Messages request: hold it until `release()`, answer 200 with an
+HTML page, with a truncated JSON body, or with a message whose content list is empty."""
 
 Reply = str | Callable[[dict[str, Any], str], str]
 """A rule's answer: fixed text, or ``(body, text) -> str`` computed from the request."""
@@ -197,6 +205,30 @@ def _validate_content(content: Any, where: str) -> None:
                 raise _bad(f"{where}.{j}.text: Field required")
             if not text:
                 raise _bad(f"{where}.{j}: text content blocks must be non-empty")
+        elif block["type"] == "image":
+            _validate_image(block.get("source"), f"{where}.{j}.source")
+
+
+IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
+
+
+def _validate_image(source: Any, where: str) -> None:
+    """An image block as the real API takes it: base64 data with a supported media type."""
+    if not isinstance(source, dict) or source.get("type") not in ("base64", "url"):
+        raise _bad(f"{where}: an image source is {{'type': 'base64' | 'url', ...}}")
+    if source["type"] == "url":
+        if not isinstance(source.get("url"), str):
+            raise _bad(f"{where}.url: Field required")
+        return
+    if source.get("media_type") not in IMAGE_TYPES:
+        raise _bad(f"{where}.media_type: Input should be one of {', '.join(IMAGE_TYPES)}")
+    data = source.get("data")
+    if not isinstance(data, str) or not data:
+        raise _bad(f"{where}.data: Field required")
+    try:
+        base64.b64decode(data, validate=True)
+    except ValueError:
+        raise _bad(f"{where}.data: invalid base64 data") from None
 
 
 def _validate_system(system: Any) -> None:
@@ -294,7 +326,7 @@ def _improved_variable(text: str) -> str:
 
 
 def _feedback(text: str) -> str:
-    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
     hint = FEEDBACK_HINTS[int(digest[:8], 16) % len(FEEDBACK_HINTS)]
     return f"{FEEDBACK_PREFIX} {hint} (ref {digest[:8]})"
 
@@ -317,6 +349,14 @@ def default_reply(body: dict[str, Any], text: str) -> str:
 
 def _tokens(chars: int) -> int:
     return max(1, (chars + 3) // 4)
+
+
+class _Raw:
+    """A 200 reply whose body is sent as is (the malformed-reply faults)."""
+
+    def __init__(self, content_type: str, data: bytes) -> None:
+        self.content_type = content_type
+        self.data = data
 
 
 # --------------------------------------------------------------------------------------------
@@ -383,10 +423,12 @@ class _Handler(BaseHTTPRequestHandler):
             raise ValueError("negative Content-Length")
         return self.rfile.read(length) if length else b""
 
-    def send_json(self, status: int, payload: Any, headers: dict[str, str]) -> None:
-        data = json.dumps(payload).encode("utf-8")
+    def send_json(
+        self, status: int, payload: Any, headers: dict[str, str], raw: _Raw | None = None
+    ) -> None:
+        data = raw.data if raw is not None else json.dumps(payload).encode("utf-8")
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", raw.content_type if raw else "application/json")
         self.send_header("Content-Length", str(len(data)))
         for name, value in headers.items():
             self.send_header(name, value)
@@ -412,6 +454,15 @@ class FakeMessagesAPI:
         self._records: list[dict[str, Any]] = []
         self._rules: list[tuple[str | re.Pattern[str], Reply]] = []
         self._failures: deque[tuple[int, str | None]] = deque()
+        self._faults: deque[str] = deque()
+        self._held: list[threading.Event] = []
+        self._held_total = 0
+        self._held_changed = threading.Condition(self._lock)
+        self._recorded = threading.Condition(self._lock)
+        self.faults_injected = 0
+        # Usage reported (and counted by count_tokens) is this many times the text's chars/4.
+        self.usage_scale = 1.0
+        self.count_tokens_enabled = True
         self._in_flight = 0
         self._max_concurrency = 0
         self._connections = 0
@@ -446,6 +497,7 @@ class FakeMessagesAPI:
         if server is None:
             return
         self._stopping.set()  # wakes handlers sleeping out their latency
+        self.release()
         server.shutdown()
         server.server_close()
         with self._lock:
@@ -490,12 +542,41 @@ class FakeMessagesAPI:
         with self._lock:
             self._failures.extend([(status, message)] * count)
 
+    def inject(self, fault: str, count: int = 1) -> None:
+        """Make the next ``count`` Messages requests meet ``fault`` (one of FAULTS)."""
+        if fault not in FAULTS:
+            raise ValueError(f"unknown fault {fault!r}: use one of {FAULTS}")
+        with self._lock:
+            self._faults.extend([fault] * count)
+
+    def wait_held(self, count: int = 1, timeout: float = 30.0) -> bool:
+        """Block until ``count`` stalled requests have arrived in all (True), or give up."""
+        with self._held_changed:
+            return self._held_changed.wait_for(lambda: self._held_total >= count, timeout)
+
+    def wait_requests(self, count: int, timeout: float = 30.0) -> bool:
+        """Block until ``count`` requests have been answered in all (True), or give up."""
+        with self._recorded:
+            return self._recorded.wait_for(lambda: len(self._records) >= count, timeout)
+
+    def release(self) -> None:
+        """Let every request held so far go on (it then gets its normal reply)."""
+        with self._lock:
+            held, self._held = self._held, []
+        for event in held:
+            event.set()
+
     def reset(self) -> None:
-        """Forget records, rules, pending failures, latency and the concurrency peak."""
+        """Forget records, rules, pending failures and faults, latency and the concurrency peak."""
+        self.release()
         with self._lock:
             self._records.clear()
             self._rules.clear()
             self._failures.clear()
+            self._faults.clear()
+            self._held_total = 0
+            self.usage_scale = 1.0
+            self.count_tokens_enabled = True
             self._max_concurrency = self._in_flight
             self._connections = len(self._open)
         self.latency = 0.0
@@ -514,9 +595,11 @@ class FakeMessagesAPI:
 
     @property
     def calls(self) -> int:
-        """Number of successful (200) replies."""
+        """Number of successful (200) Messages replies (token counts are not calls)."""
         with self._lock:
-            return sum(1 for r in self._records if r["status"] == 200)
+            return sum(
+                1 for r in self._records if r["status"] == 200 and "count_tokens" not in r["path"]
+            )
 
     @property
     def max_concurrency(self) -> int:
@@ -586,8 +669,10 @@ class FakeMessagesAPI:
         headers: dict[str, str],
         body: Any,
         parse_error: bool,
-    ) -> dict[str, Any]:
-        if path.split("?", 1)[0].rstrip("/") != "/v1/messages":
+    ) -> dict[str, Any] | _Raw:
+        route = path.split("?", 1)[0].rstrip("/")
+        counting = route == "/v1/messages/count_tokens" and self.count_tokens_enabled
+        if route != "/v1/messages" and not counting:
             raise _APIError(404, f"Not found: {method} {path}")
         if method != "POST":
             raise _APIError(405, f"Method {method} not allowed")
@@ -597,8 +682,19 @@ class FakeMessagesAPI:
             raise _APIError(401, "x-api-key header is required")
         if not headers.get("anthropic-version"):
             raise _APIError(400, "anthropic-version: header is required")
+        if counting:
+            if parse_error or not isinstance(body, dict):
+                raise _bad("There was an error parsing the body of your request as JSON")
+            _validate_messages(body.get("messages"), present="messages" in body)
+            return {"input_tokens": self._scaled(_tokens(len(request_text(body))))}
         with self._lock:
-            failure = self._failures.popleft() if self._failures else None
+            fault = self._faults.popleft() if self._faults else None
+            failure = None if fault else (self._failures.popleft() if self._failures else None)
+            self.faults_injected += (fault or failure) is not None
+        if fault == "stall":
+            self._hold()
+        elif fault is not None:
+            return self._malformed(fault, body)
         if failure is not None:
             status, message = failure
             raise _APIError(
@@ -610,6 +706,28 @@ class FakeMessagesAPI:
             raise _bad("There was an error parsing the body of your request as JSON")
         _validate(body)
         return self._reply(body)
+
+    def _scaled(self, tokens: int) -> int:
+        return max(1, round(tokens * self.usage_scale))
+
+    def _hold(self) -> None:
+        event = threading.Event()
+        with self._held_changed:
+            self._held.append(event)
+            self._held_total += 1
+            self._held_changed.notify_all()
+        while not event.wait(0.1) and not self._stopping.is_set():
+            pass
+
+    def _malformed(self, fault: str, body: Any) -> _Raw | dict[str, Any]:
+        if fault == "html":
+            page = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+            return _Raw("text/html", page)
+        if fault == "bad_json":
+            return _Raw("application/json", b'{"id": "msg_fake", "type": "message", "cont')
+        reply = self._reply(body)
+        reply["content"] = []
+        return reply
 
     def _reply(self, body: dict[str, Any]) -> dict[str, Any]:
         text = request_text(body)
@@ -649,8 +767,8 @@ class FakeMessagesAPI:
             "stop_reason": stop_reason,
             "stop_sequence": stop_sequence,
             "usage": {
-                "input_tokens": _tokens(len(text)),
-                "output_tokens": _tokens(len(answer)),
+                "input_tokens": self._scaled(_tokens(len(text))),
+                "output_tokens": self._scaled(_tokens(len(answer))),
                 "cache_read_input_tokens": 0,
                 "cache_creation_input_tokens": 0,
             },
@@ -660,7 +778,7 @@ class FakeMessagesAPI:
         self,
         handler: _Handler,
         body: Any,
-        result: dict[str, Any] | _APIError,
+        result: dict[str, Any] | _APIError | _Raw,
         headers: dict[str, str] | None = None,
     ) -> None:
         request_id = f"req_fake{uuid.uuid4().hex[:20]}"
@@ -673,14 +791,17 @@ class FakeMessagesAPI:
                 "error": {"type": ERROR_TYPES.get(status, "api_error"), "message": result.message},
                 "request_id": request_id,
             }
+        elif isinstance(result, _Raw):
+            status, payload = 200, {}
         else:
             status, payload = 200, result
         with self._lock:
             self._records.append(
                 {"body": body, "headers": headers or {}, "status": status, "path": handler.path}
             )
+            self._recorded.notify_all()
         try:
-            handler.send_json(status, payload, extra)
+            handler.send_json(status, payload, extra, result if isinstance(result, _Raw) else None)
         except OSError:
             handler.close_connection = True  # client went away (e.g. it timed out)
 

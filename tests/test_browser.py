@@ -102,6 +102,11 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     (config / "labconfig" / "page_config.json").write_text(
         json.dumps({"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}})
     )
+    # This checkout's build of the extension, ahead of any installed copy (JUPYTER_PATH comes
+    # first in JupyterLab's search path for prebuilt extensions).
+    extensions = base / "jupyter-path" / "labextensions"
+    extensions.mkdir(parents=True)
+    (extensions / "tg-magic").symlink_to(BUILT.parent, target_is_directory=True)
     fake = FakeMessagesAPI().start()
     port = _free_port()
     env = {
@@ -112,6 +117,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         ANTHROPIC_API_KEY="test-key-for-the-fake-server-0002",
         TG_MAGIC_CACHE=str(base / "cache.sqlite"),
         JUPYTER_CONFIG_DIR=str(config),
+        JUPYTER_PATH=str(base / "jupyter-path"),
         JUPYTERLAB_SETTINGS_DIR=str(base / "settings"),
         JUPYTERLAB_WORKSPACES_DIR=str(base / "workspaces"),
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -226,8 +232,8 @@ def dismiss_dialogs(page: Any) -> None:
             page.keyboard.press("Enter")
 
 
-def open_and_run_all(page: Any, lab: Lab, name: str) -> None:
-    """Open a notebook and run all its cells, as a person would."""
+def open_and_run_all(page: Any, lab: Lab, name: str, upto: int | None = None) -> None:
+    """Open a notebook and run its cells (the first `upto` of them), as a person would."""
     # Its kernel session exists before the page opens: otherwise JupyterLab may ask which
     # kernel to start (when the kernel specs arrive after the notebook) and lose the run.
     request = urllib.request.Request(
@@ -252,22 +258,30 @@ def open_and_run_all(page: Any, lab: Lab, name: str) -> None:
     count = len(nbformat.read(lab.root / name, as_version=4).cells)
     # JupyterLab renders a notebook's cells progressively: wait for all of them.
     wait_until(lambda: cells(page).count() >= count, "every cell to be shown")
-    for index in range(count):
-        prompt = cells(page).nth(index).locator(".jp-InputPrompt")
-        for _attempt in range(3):
-            prompt.click()
-            page.keyboard.press("Shift+Enter")
-            try:
-                wait_until(
-                    lambda p=prompt: (dismiss_dialogs(page), bool(RAN.search(p.inner_text())))[1],
-                    f"cell {index + 1} to run",
-                    10,
-                )
-                break
-            except AssertionError:
-                continue
-        else:
-            raise AssertionError(f"cell {index + 1} did not start")
+    for index in range(count if upto is None else upto):
+        run_cell(page, index)
+
+
+def run_cell(page: Any, index: int) -> None:
+    """Run one cell with Shift+Enter (pressed again if the press was lost)."""
+    prompt = cells(page).nth(index).locator(".jp-InputPrompt")
+    before = prompt.inner_text()
+    for _attempt in range(3):
+        prompt.click()
+        page.keyboard.press("Shift+Enter")
+        try:
+            wait_until(
+                lambda: (
+                    dismiss_dialogs(page),
+                    bool(RAN.search(prompt.inner_text())) and prompt.inner_text() != before,
+                )[1],
+                f"cell {index + 1} to run",
+                10,
+            )
+            return
+        except AssertionError:
+            continue
+    raise AssertionError(f"cell {index + 1} did not start")
 
 
 def wait_for(page: Any, locator: Any, what: str, seconds: float = 60) -> None:
@@ -308,6 +322,9 @@ def accept_notebook(lab: Lab) -> tuple[Path, int]:
             )
         ]
     nb.cells.append(nbformat.v4.new_code_cell("%tggraph"))
+    # Run later, one by one: the accepted code in use, and a revert from another cell.
+    nb.cells.append(nbformat.v4.new_code_cell("print('sum:', add(1, 2))"))
+    nb.cells.append(nbformat.v4.new_code_cell("%tgrevert add"))
     path = lab.root / "code_vs_tests.ipynb"
     nbformat.write(nb, path)
     return path, next(i for i, c in enumerate(nb.cells) if c.source.startswith(MAGIC_LINE))
@@ -320,26 +337,44 @@ def test_accept_in_the_widget_rewrites_the_cell_in_the_page_and_the_file(
         "<IMPROVED_VARIABLE>", f"<IMPROVED_VARIABLE>\n{FIXED_ADD}</IMPROVED_VARIABLE>"
     )
     path, var = accept_notebook(lab)
-    last = len(nbformat.read(path, as_version=4).cells) - 1
+    count = len(nbformat.read(path, as_version=4).cells)
+    graph_cell, use_cell, revert_cell = count - 3, count - 2, count - 1
     started = time.monotonic()
-    open_and_run_all(page, lab, path.name)
+    open_and_run_all(page, lab, path.name, upto=graph_cell + 1)
 
-    widget = page.locator(".tg-magic-candidate")
+    widget = page.locator(".tg-magic-candidate").first
     wait_for(page, widget, "the candidate widget")
-    cells(page).nth(last).locator(".jp-OutputArea-output").wait_for()
+    cells(page).nth(graph_cell).locator(".jp-OutputArea-output").wait_for()
     widget.scroll_into_view_if_needed()
     shot(page, "01-candidate-widget")
     assert "return a + b" in widget.inner_text()
     assert "unified" in widget.inner_text().lower()
+    tests = widget.locator(".tg-magic-tests")
+    assert "tests pass" in tests.inner_text() and "✓" in tests.inner_text()
 
-    widget.locator("button", has_text="Accept").click()
+    # A double click makes one edit: the second click, while the first is in flight, does
+    # nothing (one Ctrl-Z later brings the old text back).
+    widget.locator("button", has_text="Accept").dblclick()
     status = widget.locator(".tg-magic-status")
-    wait_until(lambda: "the cell was updated in JupyterLab" in status.inner_text(), "the edit")
+    state = widget.locator(".tg-magic-state")
+    wait_until(lambda: "add: accepted #1; the cell holds it now" in status.inner_text(), "edit")
+    assert "updated in JupyterLab" in status.inner_text()
     source = cell_text(page, var)
     assert source.startswith(MAGIC_LINE), source
     assert "return a + b" in source and "return a - b" not in source
+    # After Accept the diff shows what the accept changed, labelled so (not an empty diff).
+    title = widget.locator(".widget-html").first.inner_text()
+    assert "the cell before the last accept or revert → iteration #1" in title, title
+    side = widget.locator("table.tg-magic-diff-side")
+    assert "return a - b" in side.inner_text() and "return a + b" in side.inner_text()
+    assert widget.locator("button", has_text="Accept").is_disabled()
     cells(page).nth(var).scroll_into_view_if_needed()
     shot(page, "02-accepted")
+
+    # The kernel ran the accepted code: the next cell uses it without a re-run.
+    run_cell(page, use_cell)
+    used = cells(page).nth(use_cell).locator(".jp-OutputArea-output")
+    wait_until(lambda: "sum: 3" in used.inner_text(), "the fixed add in use")
 
     # Saved, the file has it too (the edit went through the frontend, not behind its back).
     cells(page).nth(var).locator(".jp-InputPrompt").click()
@@ -351,17 +386,39 @@ def test_accept_in_the_widget_rewrites_the_cell_in_the_page_and_the_file(
     wait_until(lambda: "return a + b" in saved_source(), "the saved file")
     assert saved_source().startswith(MAGIC_LINE)
 
-    # One undo step in the cell brings the old text back.
+    # One undo step in the cell brings the old text back, and the widget follows the cell.
     cells(page).nth(var).locator(".cm-content").click()
     page.keyboard.press("Control+z")
     wait_until(lambda: "return a - b" in cell_text(page, var), "the undo", 10)
     assert cell_text(page, var).startswith(MAGIC_LINE)
+    wait_until(lambda: "edited in the cell: back to #0" in state.inner_text(), "the widget")
+    assert "the kernel still uses #1 until the cell runs" in state.inner_text()
+    assert widget.locator("button", has_text="Accept").is_enabled()
+    widget.scroll_into_view_if_needed()
+    shot(page, "03-undone-in-the-cell")
+
+    # Accept again, then %tgrevert from another cell: the first widget follows.
+    widget.locator("button", has_text="Accept").click()
+    wait_until(lambda: "accepted #1; the cell holds #1" in state.inner_text(), "the 2nd accept")
+    wait_until(lambda: "return a + b" in cell_text(page, var), "the second edit", 10)
+    run_cell(page, revert_cell)
+    reverted = cells(page).nth(revert_cell).locator(".jp-OutputArea-output")
+    wait_until(lambda: "add: reverted to #0" in reverted.inner_text(), "%tgrevert")
+    wait_until(lambda: "reverted to #0; the cell holds #0" in state.inner_text(), "the widget")
+    assert "return a - b" in cell_text(page, var)
+    assert widget.locator("button", has_text="Revert").is_disabled()
+    assert widget.locator("button", has_text="Accept").is_enabled()
+    assert "add: accepted" not in widget.inner_text()  # no stale outcome under the buttons
+    side = widget.locator("table.tg-magic-diff-side")  # the cell now against #1: not empty
+    assert "return a - b" in side.inner_text() and "return a + b" in side.inner_text()
+    widget.scroll_into_view_if_needed()
+    shot(page, "04-reverted-from-another-cell")
 
     # %tggraph: the graph as inline SVG; each arrow's tooltip is the latest gradient.
-    graph = cells(page).nth(last).locator(".jp-OutputArea-output")
+    graph = cells(page).nth(graph_cell).locator(".jp-OutputArea-output")
     wait_for(page, graph.locator("svg.tg-magic-graph"), "the graph")
     graph.scroll_into_view_if_needed()
-    shot(page, "03-graph", graph)
+    shot(page, "05-graph", graph)
     assert "add_tests" in graph.inner_text()
     tip = graph.locator("svg.tg-magic-graph .tg-magic-edge title").first.text_content()
     assert tip.startswith("add → add_tests: latest gradient") and "could be improved" in tip
@@ -399,21 +456,25 @@ def test_stop_button_ends_the_run_between_steps(lab: Lab, page: Any) -> None:
         progress = page.locator(".tg-magic-progress")
         wait_for(page, progress, "the progress widget")
         wait_until(lambda: "step 1/8" in progress.inner_text(), "the first step")
-        shot(page, "04-progress")
+        shot(page, "06-progress")
         progress.locator("button", has_text="Stop").click()
         wait_until(lambda: "stopped after" in progress.inner_text(), "the stop", 30)
         text = progress.inner_text()
         assert 1 <= steps_done(text) <= 3, text  # the step under way ends, then the run
-        shot(page, "05-stopped")
+        shot(page, "07-stopped")
         # The cells after it run as usual; the candidate is kept, and %tgaccept takes it: its
         # output is a display that JupyterLab's answer updates after the cell has ended.
         page.locator(".tg-magic-candidate").wait_for()
         wait_until(lambda: "after the run" in cells(page).nth(4).inner_text(), "the next cell")
         accepted = cells(page).nth(5).locator(".jp-OutputArea-output")
-        wait_until(
-            lambda: "the cell was updated in JupyterLab" in accepted.inner_text(), "%tgaccept"
-        )
+        wait_until(lambda: "updated in JupyterLab" in accepted.inner_text(), "%tgaccept")
         assert "return a + b" in cell_text(page, 1) and cell_text(page, 1).startswith(MAGIC_LINE)
+        # The candidate widget follows %tgaccept: it shows what the accept changed.
+        widget = page.locator(".tg-magic-candidate").first
+        state = widget.locator(".tg-magic-state")
+        wait_until(lambda: "accepted #" in state.inner_text(), "the widget to follow")
+        side = widget.locator("table.tg-magic-diff-side")
+        assert "return a - b" in side.inner_text() and "return a + b" in side.inner_text()
     finally:
         lab.fake.latency = 0.0
 
@@ -432,6 +493,6 @@ def test_kernel_interrupt_stops_the_run_at_once_and_keeps_the_candidates(
         assert steps_done(progress.inner_text()) <= 2
         page.locator(".tg-magic-candidate").wait_for()  # the candidate of step 1 is kept
         wait_until(lambda: "after the run" in cells(page).nth(4).inner_text(), "the next cell")
-        shot(page, "06-interrupted")
+        shot(page, "08-interrupted")
     finally:
         lab.fake.latency = 0.0

@@ -9,7 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
 import nbformat
@@ -35,6 +35,12 @@ def run_cli(
     return subprocess.run(
         command(*args), capture_output=True, text=True, timeout=timeout, env=env, check=False
     )
+
+
+def give_hints(fake_api: FakeMessagesAPI, hint: str = HINT) -> None:
+    """The gradient model answers `hint`; the model's leak check keeps it."""
+    fake_api.add_rule("is learning", hint)
+    fake_api.add_rule("write the answer without thinking", "VERDICT: KEEP")
 
 
 def answer_notebook(path: Path, code: str, *, tagged: bool = False) -> None:
@@ -85,7 +91,7 @@ def cell_after_answer(path: Path) -> nbformat.NotebookNode:
 
 
 def test_feedback_for_a_class(fake_api: FakeMessagesAPI, klass: Path, tmp_path: Path) -> None:
-    fake_api.add_rule("is learning", HINT)
+    give_hints(fake_api)
     fake_api.latency = 0.4  # two hints in flight at once show the notebooks run concurrently
     out = tmp_path / "feedback"
     result = run_cli(
@@ -117,7 +123,7 @@ def test_feedback_for_a_class(fake_api: FakeMessagesAPI, klass: Path, tmp_path: 
     # Each scored student gets a copy with a feedback cell right after the answer.
     cell = cell_after_answer(out / "bob.ipynb")
     assert cell.cell_type == "markdown"
-    assert "Score: 2 of 4 tests passed (0.50)" in cell.source
+    assert "Score: 2 of 4 tests passed (0.50, 2 of 4 points)" in cell.source
     assert "`test_even_length` | failed" in cell.source
     assert HINT in cell.source
     assert "4 of 4 tests passed" in cell_after_answer(out / "alice.ipynb").source
@@ -137,36 +143,45 @@ def test_feedback_for_a_class(fake_api: FakeMessagesAPI, klass: Path, tmp_path: 
 def test_a_rerun_skips_finished_notebooks_even_after_a_crash(
     fake_api: FakeMessagesAPI, klass: Path, tmp_path: Path
 ) -> None:
-    fake_api.add_rule("is learning", HINT)
-    fake_api.latency = 1.0
+    give_hints(fake_api)
+    arrived, go_on = threading.Event(), threading.Event()
+
+    def held_for_gina(body: dict, text: str) -> str:  # type: ignore[type-arg]
+        if "write the answer without thinking" in text:
+            return "VERDICT: KEEP"
+        arrived.set()  # bob is finished; gina's hint is being asked for
+        go_on.wait(60)
+        return HINT
+
+    fake_api.add_rule("return values[0]", held_for_gina)
     out = tmp_path / "feedback"
     args = [
         "feedback", klass / "bob.ipynb", klass / "gina.ipynb", "--target", "median",
         "--tests", CLASSROOM / "median_tests.py", "--out", out, "--engine", HAIKU, "--jobs", "1",
     ]  # fmt: skip
     process = subprocess.Popen(command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    while not (out / "results" / "bob.json").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    assert arrived.wait(120)
     process.kill()  # a crash: bob is done, gina is not
     process.communicate()
+    answered = len(fake_api.requests) + 1
+    go_on.set()
+    assert fake_api.wait_requests(answered)
     assert (out / "results" / "bob.json").exists()
     assert not (out / "results" / "gina.json").exists()
-    fake_api.latency = 0.0
     before = fake_api.calls
     result = run_cli(*args)
     assert result.returncode == 0, result.stderr
     assert "bob: done before" in result.stderr
-    assert fake_api.calls == before + 1  # gina's hint only
+    assert fake_api.calls == before + 2  # gina's hint only (the gradient and its leak check)
     assert set(rows(out)) == {"bob", "gina"}
     # Nothing left to do: no call at all. A changed submission is redone; --force redoes all.
     finished = (out / "results" / "bob.json").stat().st_mtime_ns
     assert run_cli(*args).returncode == 0
-    assert fake_api.calls == before + 1
+    assert fake_api.calls == before + 2
     assert (out / "results" / "bob.json").stat().st_mtime_ns == finished
     answer_notebook(klass / "gina.ipynb", "def median(values):\n    return values[-1]\n")
     assert "gina: ok" in run_cli(*args).stderr
-    assert fake_api.calls == before + 2
+    assert fake_api.calls == before + 4
     forced = run_cli(*args, "--force")
     assert forced.returncode == 0 and "done before" not in forced.stderr
     assert (out / "results" / "bob.json").stat().st_mtime_ns != finished
@@ -174,7 +189,7 @@ def test_a_rerun_skips_finished_notebooks_even_after_a_crash(
 
 def test_feedback_with_a_rubric(fake_api: FakeMessagesAPI, tmp_path: Path) -> None:
     fake_api.add_rule("Score: N/10", "It names the cause but not the date.\nScore: 7/10")
-    fake_api.add_rule("is learning", "The answer does not say when the events took place.")
+    give_hints(fake_api, "The answer does not say when the events took place.")
     nb = nbformat.v4.new_notebook()
     essay = nbformat.v4.new_markdown_cell("The revolution began because the king was bankrupt.")
     essay.metadata["tags"] = ["essay"]
@@ -209,7 +224,7 @@ def test_feedback_with_a_rubric(fake_api: FakeMessagesAPI, tmp_path: Path) -> No
             "--jobs",
         ),
         (["run", "missing.ipynb"], "not found"),
-        (["run", "SUBS/bob.ipynb", "--engine", "claude-haiku-5-5"], "did you mean"),
+        (["run", "SUBS/bob.ipynb", "--engine", "gemini-1.5-pro"], "not supported"),
         (["frobnicate"], "invalid choice"),
     ],
 )
@@ -298,3 +313,87 @@ def test_demo_without_a_key_runs_on_the_local_model() -> None:
     assert "on local" in out
     assert "held-back tests (never shown to a model): 0/3 functions pass before" in out
     assert "a stronger model (set ANTHROPIC_API_KEY, or --engine)" in out
+
+
+HIDDEN_TESTS = (CLASSROOM / "median_tests.py").read_text() + (
+    "\n\n# hidden, 2 points\ndef test_two_values():\n"
+    '    assert median([1, 2]) == 1.5, "SECRET-MSG"\n'
+)
+
+
+def test_nbgrader_layout_hidden_tests_and_the_gradebook(
+    fake_api: FakeMessagesAPI, tmp_path: Path
+) -> None:
+    give_hints(fake_api)
+    course = tmp_path / "course"
+    for login, code in (("ann", CORRECT), ("ben", "def median(values):\n    return values[0]\n")):
+        folder = course / "submitted" / login / "ps1"
+        folder.mkdir(parents=True)
+        nbformat.write(nbformat.v4.new_notebook(), folder / "notes.ipynb")  # no answer in it
+        answer_notebook(folder / "median.ipynb", code)
+    (course / "submitted" / "ann" / "ps2").mkdir()
+    answer_notebook(course / "submitted" / "ann" / "ps2" / "other.ipynb", CORRECT)
+    (tmp_path / "tests.py").write_text(HIDDEN_TESTS)
+    out = tmp_path / "out"
+    args = ["feedback", course, "--target", "median", "--tests", tmp_path / "tests.py"]
+    two = run_cli(*args, "--out", out, "--engine", HAIKU)
+    assert two.returncode == 2 and "several assignments" in two.stderr and "ps1, ps2" in two.stderr
+    result = run_cli(*args, "--out", out, "--engine", HAIKU, "--assignment", "ps1")
+    assert result.returncode == 0, result.stderr
+    table = rows(out)
+    assert sorted(table) == ["ann", "ben"]
+    assert table["ann"]["points"] == "6" and table["ben"]["points"] == "2"
+    cell = cell_after_answer(out / "ben.ipynb").source
+    assert "| `test_two_values` (hidden) | failed |" in cell and "SECRET-MSG" not in cell
+    assert "SECRET-MSG" not in (out / "summary.csv").read_text()
+    # The gradebook: one row per student, one column per assignment; a second assignment adds
+    # a column and keeps the first (the file round-trips through csv).
+    from tg_magic.classroom.gradebook import read_gradebook, update_gradebook
+
+    columns, book = read_gradebook(out / "gradebook.csv")
+    assert columns == ["ps1"]
+    assert {k: v["ps1"] for k, v in book.items()} == {"ann": "6", "ben": "2"}
+    update_gradebook(out / "gradebook.csv", "ps2", {"ann": 4.5, "cy": None})
+    columns, book = read_gradebook(out / "gradebook.csv")
+    assert columns == ["ps1", "ps2"]
+    assert book["ann"] == {"Student": "ann", "SIS Login ID": "ann", "ps1": "6", "ps2": "4.5"}
+    assert book["cy"]["ps1"] == "" and book["ben"]["ps2"] == ""
+    header = (out / "gradebook.csv").read_text().splitlines()[0]
+    assert header == "Student,SIS Login ID,ps1,ps2"
+
+
+def test_timeouts_odd_notebooks_and_a_run_where_everything_failed(
+    fake_api: FakeMessagesAPI, tmp_path: Path
+) -> None:
+    give_hints(fake_api)
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    answer_notebook(subs / "tim.ipynb", "def median(values):\n    while True:\n        pass\n")
+    answer_notebook(subs / "sue.ipynb", "def median(values):\n    return 0\n")
+    text = (subs / "sue.ipynb").read_text().replace("return 0", "return 0  # \\ud800")
+    (subs / "sue.ipynb").write_text(text)  # a lone surrogate in the answer cell
+    (subs / "cut.ipynb").write_text('{"cells": [')
+    args = ["feedback", subs, "--target", "median", "--tests", CLASSROOM / "median_tests.py"]
+    result = run_cli(*args, "--out", tmp_path / "out", "--engine", HAIKU, "--timeout", "3")
+    table = rows(tmp_path / "out")
+    assert table["tim"]["status"] == "timed out after 3 s" and table["tim"]["score"] == "0.00"
+    assert "lone surrogate" in table["sue"]["status"]
+    assert "not valid JSON" in table["cut"]["status"]
+    page = (tmp_path / "out" / "summary.html").read_text()
+    assert "timed out after 3 s" in page
+    assert "3 notebooks: 0 scored, 1 timed out,\n2 with errors" in page
+    assert result.returncode == 1  # nothing could be scored
+    assert "no notebook could be scored" in result.stderr
+
+
+def test_feedback_refuses_to_run_student_code_without_the_sandbox(tmp_path: Path) -> None:
+    shutil.copytree(CLASSROOM / "submissions", tmp_path / "subs")
+    no_bwrap = {**os.environ, "PATH": str(Path(sys.executable).parent)}
+    args = ["feedback", tmp_path / "subs", "--target", "median", "--tests"]
+    result = run_cli(*args, CLASSROOM / "median_tests.py", "--out", tmp_path / "o", env=no_bwrap)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "tg-magic feedback: student code runs only in the sandbox, and bubblewrap is not "
+        "installed: sudo apt-get install bubblewrap (or pass --unsandboxed for code you trust)"
+    ]
+    assert not (tmp_path / "o").exists()

@@ -82,3 +82,10 @@ def test_bad_settings_say_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TG_MAGIC_REQUEST_TIMEOUT", "soon")
     with pytest.raises(tg.InputError, match="TG_MAGIC_REQUEST_TIMEOUT"):
         tg.settings.request_timeout  # noqa: B018
+
+
+def test_tgconfig_sets_the_request_timeout_and_run_deadline(cells: Cells) -> None:
+    shown = cells.run("%tgconfig --request-timeout 30 --run-deadline 600")
+    assert tg.settings.request_timeout == 30 and tg.settings.run_deadline == 600
+    assert "request timeout:  30 s" in shown and "run deadline:     600 s" in shown
+    cells.fails("%tgconfig --request-timeout -1", "request_timeout must be a positive number")

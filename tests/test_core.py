@@ -166,13 +166,13 @@ def test_budget_stops_cleanly_before_it_is_exceeded(fake_api: FakeMessagesAPI) -
     loss = batch_loss(model, QUESTIONS)
     assert loss.value  # forward: 4 calls, within budget
     spent = tg.usage()
-    tg.set_budget(tokens=5000)
+    tg.set_budget(tokens=1200)  # the backward needs about 2,300 tokens
     with pytest.raises(tg.BudgetExceeded, match="budget reached"):
         loss.backward()
     sent = fake_api.calls
     # Everything that was computed is kept: the forward values, and the gradients already made.
     assert not loss.is_pending
-    assert (tg.usage() - spent).tokens <= 5000
+    assert (tg.usage() - spent).tokens <= 1200 + 2048 + 1000  # at most one call over
     assert sent < 12
     tg.set_budget(None)
     loss.backward()  # continues, reusing the cache for what was already asked
@@ -276,10 +276,10 @@ def test_a_reply_without_tags_keeps_the_value_and_the_reply(fake_api: FakeMessag
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda: tg.get_engine("gpt-nonsense"), "unknown engine"),
-        (lambda: tg.get_engine("claude-haiku-5-5"), "did you mean 'anthropic:claude-haiku-5-5'"),
+        (lambda: tg.get_engine("nonsense"), "unknown engine"),
+        (lambda: tg.get_engine("gemini-1.5-pro"), "Google Gemini is not supported"),
         (lambda: tg.Variable("", role_description="system prompt"), "system prompt is empty"),
-        (lambda: tg.Variable(3, role_description="n"), "must be text"),
+        (lambda: tg.Variable(3.5, role_description="n"), "must be text"),
         (lambda: tg.TGD([]), "no parameters"),
         (lambda: tg.TGD(["a prompt"]), "must be a tg.Variable"),
         (lambda: tg.sum([]), "at least one"),

@@ -8,9 +8,11 @@ import nbformat
 import pytest
 
 import tg_magic as tg
+from tests import hintset
 from tests.fake_api import FakeMessagesAPI
 from tests.test_cli import run_cli
 from tg_magic import prompts
+from tg_magic.classroom.hinting import WITHHELD
 from tg_magic.hints import REMOVED_NOTE, filter_hint, hint_markdown, looks_like_code
 from tg_magic.loss import TestLoss
 
@@ -150,6 +152,7 @@ def test_the_class_feedback_hides_a_full_corrected_function(
     """`tg-magic feedback`: the model replies with the whole fixed function (fenced, and inline);
     the student's feedback cell keeps the explanation and none of the fix."""
     fake_api.add_rule("is learning", LEAKY)
+    fake_api.add_rule("write the answer without thinking", "VERDICT: KEEP")
     nb = nbformat.v4.new_notebook()
     nb.cells = [
         nbformat.v4.new_code_cell("%load_ext tg_magic"),
@@ -172,3 +175,37 @@ def test_the_class_feedback_hides_a_full_corrected_function(
     assert visible_code(feedback.source) == []
     assert "a + b" not in (tmp_path / "out" / "summary.csv").read_text()
     assert "a + b" not in (tmp_path / "out" / "summary.html").read_text()
+
+
+def test_the_labelled_set_has_the_size_the_issue_asks_for() -> None:
+    items = hintset.items()
+    leaks = [i for i in items if i["kind"] == "leak"]
+    assert len(items) >= 40
+    assert len({i["disguise"] for i in leaks}) >= 8
+    assert len([i for i in items if i["kind"] == "fair"]) >= 15
+
+
+def test_the_syntactic_layer_alone_on_the_labelled_set() -> None:
+    figures = hintset.measure(hintset.syntactic_layer, "syntactic")
+    print(figures.line("syntactic layer"))
+    assert figures.leaks <= 1, figures.leaked_ids
+    assert figures.damaged <= 2, figures.damaged_ids
+
+
+def test_both_layers_with_a_scripted_model_on_the_labelled_set(fake_api: FakeMessagesAPI) -> None:
+    fake_api.add_rule("write the answer without thinking", hintset.scripted_check)
+    figures = hintset.measure(hintset.both_layers("anthropic:claude-haiku-5-5"))
+    print(figures.line("both layers"))
+    assert figures.leaks <= 1, figures.leaked_ids
+    assert figures.damaged <= 2, figures.damaged_ids
+    checks = [r for r in fake_api.requests if "without thinking" in str(r["body"]["system"])]
+    assert checks, "the model's check ran over the fake Messages API"
+
+
+def test_the_model_check_withholds_when_its_reply_has_no_verdict(
+    fake_api: FakeMessagesAPI,
+) -> None:
+    fake_api.add_rule("write the answer without thinking", "Looks fine to me!")
+    fair = next(i for i in hintset.items() if i["kind"] == "fair")
+    shown = hintset.both_layers("anthropic:claude-haiku-5-5")(fair)
+    assert shown == WITHHELD

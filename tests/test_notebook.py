@@ -10,13 +10,14 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 from tests.cells import Cells
-from tests.fake_api import FakeMessagesAPI
+from tests.fake_api import FakeMessagesAPI, default_reply
 
 FIXED_ADD = "def add(a, b):\n    return a + b\n"
 BUGGY_ADD = "def add(a, b):\n    return a - b\n"
@@ -25,6 +26,23 @@ TESTS = "assert add(1, 2) == 3\nassert add(0, 0) == 0\n"
 
 def fix_add(fake: FakeMessagesAPI) -> None:
     fake.add_rule("<IMPROVED_VARIABLE>", f"<IMPROVED_VARIABLE>\n{FIXED_ADD}</IMPROVED_VARIABLE>")
+
+
+def interrupt_after_first_step(fake: FakeMessagesAPI) -> None:
+    """Press Ctrl-C (SIGINT to this process) as the first request after step 1's reply arrives:
+    driven by the run's own progress, not by a timer."""
+    stepped, pressed = threading.Event(), threading.Event()
+
+    def reply(body: dict[str, Any], text: str) -> str:
+        if stepped.is_set() and not pressed.is_set():
+            pressed.set()
+            os.kill(os.getpid(), signal.SIGINT)
+        if "<IMPROVED_VARIABLE>" in text:
+            stepped.set()
+            return f"<IMPROVED_VARIABLE>\n{FIXED_ADD}</IMPROVED_VARIABLE>"
+        return default_reply(body, text)
+
+    fake.add_rule(re.compile(""), reply)
 
 
 def define_add(cells: Cells) -> None:
@@ -69,13 +87,15 @@ def test_code_optimized_against_tests(cells: Cells, fake_api: FakeMessagesAPI) -
     assert cells.error is None
     assert "step 1/1" in shown and "+    return a + b" in shown
     # The step's test run is real: the candidate passes every test.
-    assert re.search(r"1 candidate\s+score\s+0\.000\s+val\s+1\.000", cells.run("%tghistory add"))
+    assert re.search(
+        r"1\s+candidate\s+score before 0\.500\s+score after 1\.000", cells.run("%tghistory add")
+    )
     gradient_request = next(
         r["body"]["messages"][0]["content"]
         for r in fake_api.requests
         if "<IMPROVED_VARIABLE>" not in r["body"]["messages"][0]["content"]
     )
-    assert "assert add(1, 2) == 3" in gradient_request and "0 of 1" in gradient_request
+    assert "assert add(1, 2) == 3" in gradient_request and "1 of 2" in gradient_request
 
 
 def add_notebook(path: Path) -> nbformat.NotebookNode:
@@ -193,18 +213,20 @@ def test_interrupt_stops_cleanly_and_keeps_candidates(
     cells: Cells, fake_api: FakeMessagesAPI
 ) -> None:
     define_add(cells)
-    fix_add(fake_api)
-    fake_api.latency = 0.4
-    timer = threading.Timer(2.5, lambda: os.kill(os.getpid(), signal.SIGINT))
-    timer.start()
-    try:
-        shown = cells.run("%tgoptimize --steps 20")
-    finally:
-        timer.cancel()
-    assert "stopped after" in shown
+    proposals = []
+
+    def propose(body: dict[str, Any], text: str) -> str:
+        proposals.append(text)
+        if len(proposals) == 2:  # Ctrl-C while the second step waits for its proposal
+            os.kill(os.getpid(), signal.SIGINT)
+        return f"<IMPROVED_VARIABLE>\n{FIXED_ADD}</IMPROVED_VARIABLE>"
+
+    fake_api.add_rule("<IMPROVED_VARIABLE>", propose)
+    shown = cells.run("%tgoptimize --steps 20")
+    assert "stopped after 1 step(s)" in shown
     assert "candidate" in cells.run("%tghistory add")
-    fake_api.latency = 0
-    assert "step 1/1" in cells.run("%tgoptimize --steps 1")  # the session still works
+    # The session still works: the kept candidate passes every test, so nothing is left to do.
+    assert "nothing to optimize" in cells.run("%tgoptimize --steps 1")
 
 
 @pytest.mark.parametrize(
@@ -216,7 +238,7 @@ def test_interrupt_stops_cleanly_and_keeps_candidates(
         ("%tgloss l1 --target add --data counting.jsonl", "trains a system prompt"),
         ("%%tgvariable empty\n   \n", "the cell of empty is empty"),
         ("%%tgvariable 2bad\ntext", "not a valid name"),
-        ("%tgconfig --engine gpt-4", "unknown engine"),
+        ("%tgconfig --engine nonsense", "unknown engine"),
         ("%%tgvariable p --kind poem\nx", "invalid choice"),
         ("%tgoptimize --steps many", "invalid int value"),
         ("%%tgvariable p --role 'unclosed\nx", "check the quotes"),
@@ -276,3 +298,165 @@ def test_graph_shows_variables_losses_and_gradients(
     shown = cells.run("%tggraph")
     assert "add --> add_tests" in shown
     assert "could be improved" in shown
+
+
+# -- one truth after accept; scores test by test; nothing to do, no calls -------------------
+
+TEST_FUNCTIONS = (
+    "def test_adds():\n    assert add(1, 2) == 3\n\ndef test_zero():\n    assert add(0, 0) == 0\n"
+)
+
+
+def session_of(cells: Cells) -> Any:
+    return cells.shell.magics_manager.registry["TgMagics"].session
+
+
+def test_terminal_accept_updates_kernel_namespace_and_history(
+    cells: Cells, fake_api: FakeMessagesAPI
+) -> None:
+    define_add(cells)
+    fix_add(fake_api)
+    cells.run("%tgoptimize --steps 1")
+    assert cells.ns["add"](1, 2) == -1
+    shown = cells.run("%tgaccept add")
+    new_cell = f"%%tgvariable add --kind code\n{FIXED_ADD}".rstrip()
+    assert shown.startswith("add: accepted #1; the kernel ran it; no notebook file here")
+    assert shown.count(new_cell) == 1  # the new cell, printed once, to paste
+    assert cells.ns["add"](1, 2) == 3  # the namespace has it: no re-run needed
+    assert [e.status for e in session_of(cells).history.entries("add")] == [
+        "original",
+        "accepted",
+    ]
+    history = cells.run("%tghistory add")
+    assert re.search(r"^  1\s+accepted .*◀ in the cell$", history, re.MULTILINE), history
+    shown = cells.run("%tgrevert add")
+    assert shown.startswith("add: reverted to #0; the kernel ran it; no notebook file here")
+    assert cells.ns["add"](1, 2) == -1
+
+
+def test_accepted_code_that_fails_is_one_line_and_the_cell_keeps_it(
+    cells: Cells, fake_api: FakeMessagesAPI, tmp_path: Path
+) -> None:
+    path = tmp_path / "work.ipynb"
+    nb = add_notebook(path)
+    cells.run(f"%tgconfig --notebook {path}")
+    cells.run(f"%%tgvariable add --kind code\n{BUGGY_ADD}", nb.cells[1].id)
+    cells.run(f"%%tgloss add_tests --target add --tests\n{TESTS}", nb.cells[2].id)
+    broken = f"{FIXED_ADD}raise ValueError('boom at import')\n"
+    fake_api.add_rule("<IMPROVED_VARIABLE>", f"<IMPROVED_VARIABLE>\n{broken}</IMPROVED_VARIABLE>")
+    cells.run("%tgoptimize --steps 1")
+    shown = cells.run("%tgaccept add")
+    assert shown.strip() == (
+        "add: accepted #1, but running it failed: ValueError: boom at import (line 3) "
+        "(the cell holds the accepted text)"
+    )
+    assert "Traceback" not in shown
+    assert "boom at import" in nbformat.read(path, as_version=4).cells[1].source
+
+
+def test_accepting_a_text_variable_rebinds_it(cells: Cells, fake_api: FakeMessagesAPI) -> None:
+    cells.run("%%tgvariable answer --kind text\nThe capital of Australia is Sydney.")
+    cells.run("%%tgloss check --target answer\nIs the answer factually right?")
+    cells.run("%tgbackward check")
+    cells.run("%tgstep")
+    cells.ns["answer"] = "something else"  # the user rebound the name meanwhile
+    assert cells.run("%tgaccept answer").startswith(
+        "answer: accepted #1; the variable holds it now"
+    )
+    assert "Think step by step" in cells.ns["answer"].value
+
+
+def test_scores_say_which_test_failed(cells: Cells, fake_api: FakeMessagesAPI) -> None:
+    half = "def add(a, b):\n    return a * b\n"  # add(0, 0) == 0 passes, add(1, 2) == 3 fails
+    cells.run(f"%%tgvariable add --kind code\n{half}", "cell-add")
+    cells.run(f"%%tgloss add_tests --target add --tests\n{TEST_FUNCTIONS}", "cell-tests")
+    shown = cells.run("%tgforward")
+    assert "1 of 2 tests pass" in shown
+    assert "✓ test_zero" in shown
+    assert re.search(r"✗ test_adds: .*assert 2 == 3", shown), shown
+    fix_add(fake_api)
+    shown = cells.run("%tgoptimize --steps 1")
+    assert "tests: 2 of 2 tests pass" in shown  # the progress: the tests of the new value
+    history = cells.run("%tghistory add")
+    assert "score before" in history and "score after" in history
+    assert re.search(r"0\s+original .* 1 of 2 tests pass", history), history
+    assert re.search(r"✗ test_adds: .*assert 2 == 3", history)
+    assert re.search(r"1\s+candidate .* 2 of 2 tests pass", history)
+
+
+def test_nothing_to_do_makes_no_call(cells: Cells, fake_api: FakeMessagesAPI) -> None:
+    define_add(cells)
+    fix_add(fake_api)
+    cells.run("%tgoptimize --steps 1")
+    cells.run("%tgaccept add")
+    calls = len(fake_api.requests)
+    shown = cells.run("%tgoptimize --steps 3")
+    assert shown.strip() == (
+        "add_tests: 2 of 2 tests pass (score 1.000): nothing to optimize, no model call made"
+    )
+    assert len(fake_api.requests) == calls  # not one request
+
+
+def test_patience_and_target_score_stop_a_run(cells: Cells, fake_api: FakeMessagesAPI) -> None:
+    cells.run(f"%%tgvariable add --kind code\n{BUGGY_ADD}", "cell-add")
+    cells.run(f"%%tgloss add_tests --target add --tests\n{TEST_FUNCTIONS}", "cell-tests")
+    versions = iter(range(100))
+
+    def never_better(body: dict[str, Any], text: str) -> str:  # a new text, never a fix
+        code = f"def add(a, b):\n    return a - b - {next(versions)} * 0\n"
+        return f"<IMPROVED_VARIABLE>\n{code}</IMPROVED_VARIABLE>"
+
+    fake_api.add_rule("<IMPROVED_VARIABLE>", never_better)
+    shown = cells.run("%tgoptimize --steps 6 --patience 2")
+    assert "done after 2 step(s): no better score in 2 step(s) (--patience 2); best 0.500" in shown
+    fake_api.add_rule(
+        "<IMPROVED_VARIABLE>", f"<IMPROVED_VARIABLE>\n{FIXED_ADD}</IMPROVED_VARIABLE>"
+    )
+    shown = cells.run("%tgoptimize --steps 5 --target-score 1")
+    assert "done after 1 step(s): reached the target score 1 (score 1.000)" in shown
+    assert cells.error is None
+
+
+def test_one_engine_setting_everywhere(
+    cells: Cells, fake_api: FakeMessagesAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tg_magic as tg
+
+    monkeypatch.setenv("TG_MAGIC_ENGINE", "anthropic:claude-sonnet-5-5")
+    assert "engine:           anthropic:claude-sonnet-5-5" in cells.run("%tgconfig")
+    assert tg.get_engine(None).spec == "anthropic:claude-sonnet-5-5"
+    define_add(cells)
+    fix_add(fake_api)
+    shown = cells.run("%tgoptimize --steps 1")
+    assert (
+        "engine anthropic:claude-sonnet-5-5, backward (the engine: anthropic:claude-sonnet-5-5)"
+        in shown
+    )
+    assert {r["body"]["model"] for r in fake_api.requests} == {"claude-sonnet-5-5"}
+    cells.run('%config TgMagics.backward_engine = "anthropic:claude-opus-5-5"')
+    assert tg.settings.backward_engine == "anthropic:claude-opus-5-5"
+    assert tg.get_backward_engine().spec == "anthropic:claude-opus-5-5"
+    assert "backward engine:  anthropic:claude-opus-5-5" in cells.run("%tgconfig")
+    tg.set_backward_engine("anthropic:claude-haiku-5-5")
+    assert "backward engine:  anthropic:claude-haiku-5-5" in cells.run("%tgconfig")
+
+
+def test_tests_cell_says_what_is_contained_and_asks_consent(
+    cells: Cells, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tg_magic import sandbox
+    from tg_magic.config import settings
+
+    cells.run(f"%%tgvariable add --kind code\n{BUGGY_ADD}", "cell-add")
+    shown = cells.run(f"%%tgloss add_tests --target add --tests\n{TESTS}", "cell-tests")
+    assert f"tests run in a child process; {sandbox.containment()}" in shown
+    # Where bubblewrap is missing (a PATH without it, as on a machine without it), one line
+    # says what to do.
+    monkeypatch.setenv("PATH", str(Path(sys.executable).parent))
+    assert not sandbox.available()
+    shown = cells.run(f"%%tgloss add_tests --target add --tests\n{TESTS}", "cell-tests")
+    assert "apt-get install bubblewrap" in shown and "%tgconfig --allow-unsandboxed on" in shown
+    assert "unsandboxed ok:   on" in cells.run("%tgconfig --allow-unsandboxed on")
+    assert settings.allow_unsandboxed is True
+    shown = cells.run(f"%%tgloss add_tests --target add --tests\n{TESTS}", "cell-tests")
+    assert "tests run in a child process" in shown

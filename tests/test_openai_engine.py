@@ -21,10 +21,14 @@ class _Chat(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
+    @staticmethod
+    def answer(body: dict[str, Any]) -> str:
+        """The reply text (a subclass may answer otherwise, e.g. from the fake's rules)."""
+        return f"echo: {body['messages'][-1]['content'][:20]}"
+
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["content-length"])))
         _Chat.received.append({"path": self.path, "body": body})
-        user = body["messages"][-1]["content"]
         reply = {
             "id": "chatcmpl-1",
             "object": "chat.completion",
@@ -34,7 +38,7 @@ class _Chat(BaseHTTPRequestHandler):
                 {
                     "index": 0,
                     "finish_reason": "stop",
-                    "message": {"role": "assistant", "content": f"echo: {user[:20]}"},
+                    "message": {"role": "assistant", "content": type(self).answer(body)},
                 }
             ],
             "usage": {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14},
@@ -47,11 +51,17 @@ class _Chat(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
+def serve_chat(handler: type[_Chat] = _Chat) -> ThreadingHTTPServer:
+    """A started loopback chat-completions server (stop it with .shutdown())."""
+    _Chat.received = []
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd
+
+
 @pytest.fixture
 def server() -> Iterator[str]:
-    _Chat.received = []
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Chat)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    httpd = serve_chat()
     yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
     httpd.shutdown()
 

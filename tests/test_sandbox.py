@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import subprocess
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tg_magic.sandbox import TestReport, containment, run_tests
+from tg_magic.sandbox import SandboxUnavailable, TestReport, available, containment, run_tests
 
 ADD_TESTS = """\
 def test_small():
@@ -54,23 +55,37 @@ def test_partly_wrong_code_gets_the_fraction_and_the_message() -> None:
     assert "abs" in failed[0].traceback or "assert 2 == -2" in text
 
 
-def test_bare_asserts_become_one_test() -> None:
+def test_each_bare_assert_is_a_test() -> None:
     tests = '''\
 from math import *
 expected = """first line
 second line"""
 assert describe() == expected
 assert floor(2.5) == 2
+assert len(describe()) > 3
 '''
     code = 'def describe():\n    return "first line\\nsecond line"\n'
     good = run_tests(code, tests)
-    assert [o.name for o in good.outcomes] == ["test_cell"]
+    names = ["line 4: assert describe() == expected", "line 5: assert floor(2.5) == 2"]
+    names.append("line 6: assert len(describe()) > 3")
+    assert [o.name for o in good.outcomes] == names
     assert good.score == 1.0, good.text()
 
     bad = run_tests('def describe():\n    return "nope"\n', tests)
-    assert bad.score == 0.0
-    assert [o.name for o in bad.outcomes] == ["test_cell"]
+    assert bad.score == pytest.approx(2 / 3)
+    assert [o.passed for o in bad.outcomes] == [False, True, True]
+    assert bad.outcomes[0].message.startswith("assert 'nope' == 'first line")
     assert "nope" in bad.text()
+
+
+def test_one_of_three_asserts_scores_a_third() -> None:
+    tests = "assert median([1, 2, 3]) == 2\nassert median([4, 1, 3, 2]) == 2.5\n"
+    tests += "assert median([1, 2]) == 1.5\n"
+    report = run_tests("def median(xs):\n    return sorted(xs)[len(xs) // 2]\n", tests)
+    assert report.status == "ok"
+    assert report.score == pytest.approx(1 / 3)
+    assert report.passed == 1 and len(report.outcomes) == 3
+    assert all(o.duration >= 0 for o in report.outcomes)
 
 
 def test_candidate_cannot_add_its_own_tests() -> None:
@@ -112,6 +127,7 @@ def test_memory_bomb_hits_the_limit(body: str) -> None:
 def test_sys_exit_at_import_scores_zero() -> None:
     report = run_tests("import sys\nsys.exit(3)\n", ADD_TESTS)
     assert report.score == 0.0
+    assert report.status == "error"
     assert report.problem == "the code exited with status 3 before the tests finished"
     assert "status 3" in report.text()
 
@@ -120,7 +136,8 @@ def test_os_exit_inside_a_test_scores_zero() -> None:
     code = "import os\n\ndef add(a, b):\n    os._exit(0)\n"
     report = run_tests(code, ADD_TESTS)
     assert report.score == 0.0
-    assert report.outcomes == ()
+    assert report.status == "crashed"
+    assert not any(o.passed for o in report.outcomes)
     assert report.problem == "the code exited with status 0 before the tests finished"
 
 
@@ -132,10 +149,11 @@ def test_sys_exit_inside_a_test_is_a_failure() -> None:
     assert all("SystemExit" in o.message for o in report.outcomes)
 
 
-def test_exception_at_import_is_a_collection_problem() -> None:
+def test_exception_at_import_is_an_error() -> None:
     report = run_tests("raise RuntimeError('broken at import')\n", ADD_TESTS)
     assert report.score == 0.0
-    assert "could not be collected" in report.problem
+    assert report.status == "error"
+    assert report.problem == "the code failed when loaded: RuntimeError: broken at import"
     assert "broken at import" in report.text()
 
 
@@ -167,23 +185,21 @@ def test_output_flood_is_truncated() -> None:
 
 
 def test_flood_past_the_capture_is_stopped() -> None:
-    # Writes straight to the pipe that pytest saved for its own terminal, bypassing capture.
+    # Writes straight to the process's own stdout and stderr, bypassing the capture.
     code = """\
+import functools
 import os
 
 def add(a, b):
-    for fd in range(3, 64):
-        try:
-            if os.readlink(f"/proc/self/fd/{fd}").startswith("pipe:"):
-                while True:
-                    os.write(fd, b"z" * 65536)
-        except OSError:
-            pass
+    while True:
+        os.write(1, b"z" * 65536)
+        os.write(2, b"z" * 65536)
 """
     start = time.monotonic()
     report = run_tests(code, ADD_TESTS, output_limit=5_000, timeout=15)
     assert time.monotonic() - start < 10
     assert report.score == 0.0
+    assert report.status == "crashed"
     assert report.problem.startswith("output limit exceeded: more than 50000 characters")
     assert len(report.output) < 6_000
 
@@ -197,6 +213,7 @@ def test_large_but_sane_output_is_only_truncated() -> None:
 
 def _env_check() -> str:
     return """\
+import functools
 import os
 
 def test_no_keys():
@@ -300,11 +317,15 @@ def test_without_bubblewrap_limits_still_hold(
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))  # no bwrap on PATH
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-secret-value")
-    line = containment()
-    assert line.startswith("no bubblewrap")
-    assert "network" in line and "limits still apply" in line
+    assert not available()
+    with pytest.raises(SandboxUnavailable, match=r"apt-get install bubblewrap"):
+        run_tests("def add(a, b):\n    return a + b\n", ADD_TESTS)
+    line = containment(allow_unsandboxed=True)
+    assert line.startswith("NOT CONTAINED")
+    assert "read your files" in line and "network" in line and "time and output" in line
+    unsandboxed = functools.partial(run_tests, allow_unsandboxed=True)
 
-    report = run_tests("", _env_check())
+    report = unsandboxed("", _env_check())
     assert report.contained == line
     _assert_secret_absent(report)
 
@@ -316,13 +337,13 @@ def test_without_bubblewrap_limits_still_hold(
         "    print('PID', child.pid)\n"
         "    return a + b\n"
     )
-    report = run_tests(code, "def test_add():\n    assert add(1, 1) == 2\n", timeout=10)
+    report = unsandboxed(code, "def test_add():\n    assert add(1, 1) == 2\n", timeout=10)
     assert report.score == 1.0, report.text()
     pid = int(report.outcomes[0].output.split("PID")[1].split()[0])
     time.sleep(0.2)
     stat = Path(f"/proc/{pid}/stat")
     assert not stat.exists() or stat.read_text().split(")")[1].split()[0] == "Z"
 
-    looping = run_tests("def add(a, b):\n    while True:\n        pass\n", ADD_TESTS, timeout=2)
+    looping = unsandboxed("def add(a, b):\n    while True:\n        pass\n", ADD_TESTS, timeout=2)
     assert looping.problem == "timed out after 2 s"
     assert os.environ["ANTHROPIC_API_KEY"] == "sk-ant-secret-value"  # the parent keeps its own

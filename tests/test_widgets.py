@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import html
-import os
 import re
 import signal
 import subprocess
@@ -24,11 +23,19 @@ from IPython.core.interactiveshell import InteractiveShell
 
 from tests.cells import Cells
 from tests.fake_api import FakeMessagesAPI
-from tests.test_notebook import BUGGY_ADD, FIXED_ADD, TESTS, add_notebook, fix_add
+from tests.test_notebook import (
+    BUGGY_ADD,
+    FIXED_ADD,
+    TESTS,
+    add_notebook,
+    fix_add,
+    interrupt_after_first_step,
+)
 from tg_magic.notebook import frontend
-from tg_magic.notebook.apply import CellRef
-from tg_magic.notebook.magics import TgMagics, _install_live, _live_transform
-from tg_magic.notebook.widgets import CELL, CandidateView, ProgressView
+from tg_magic.notebook.cellwriter import CellRef, Written
+from tg_magic.notebook.live import install_live, live_transform
+from tg_magic.notebook.magics import TgMagics
+from tg_magic.notebook.widgets import CELL, PREVIOUS, CandidateView, ProgressView
 
 COMMENTS = "".join(f"    # step {i} of the addition\n" for i in range(1, 19))
 LONG_BUGGY = f"def add(a, b):\n{COMMENTS}    return a - b\n"
@@ -55,7 +62,7 @@ def plain(markup: str) -> str:
 
 
 def candidate(cells: Cells) -> CandidateView:
-    view = magics_of(cells).views[-1]
+    view = magics_of(cells).display.views[-1]
     assert isinstance(view, CandidateView)
     return view
 
@@ -85,7 +92,7 @@ def test_diff_widget_shows_the_candidate_and_folds_unchanged_lines(
         assert "step 1 of" not in text and "step 18 of" in text  # three lines of context
     assert "<span style=" in view.side.value  # the code is highlighted
     assert "jp-mirror-editor-keyword-color" in view.side.value
-    assert "0.000 → 1.000" in plain(view.scores.value)  # tests passed: before, after
+    assert "0.500 → 1.000" in plain(view.scores.value)  # tests passed: before, after
     gradient = view.gradient.outputs[0]["data"]["text/markdown"]
     assert "Textual gradient of `add`" in gradient
     assert view.accept_button.description == "Accept #1"
@@ -108,19 +115,32 @@ def test_accept_writes_the_notebook_file_then_revert_restores_it(
     view = candidate(cells)
     session = magics_of(cells).session
 
+    assert cells.ns["add"](1, 2) == -1  # the buggy cell ran
+
     view.accept_button.click()
-    assert "wrote add into work.ipynb" in plain(view.status.value)
+    assert plain(view.status.value) == (
+        "add: accepted #1; the cell holds it now (wrote add into work.ipynb), and the kernel ran it"
+    )
+    assert cells.ns["add"](1, 2) == 3  # the namespace matches the cell: no re-run needed
     saved = nbformat.read(path, as_version=4).cells[1].source
     assert saved.rstrip() == f"%%tgvariable add --kind code\n{FIXED_ADD}".rstrip()
     assert [e.status for e in session.history.entries("add")] == ["original", "accepted"]
     assert session.variables["add"].cell_value.rstrip() == FIXED_ADD.rstrip()
     assert view.accept_button.disabled  # the cell holds it now: nothing to accept
-    assert "(no change)" in view.side.value
+    # The diff shows what the accept changed, labelled so (not an empty cell-vs-cell diff).
+    assert view.compare_from.value == PREVIOUS
+    assert "the cell before the last accept or revert → iteration #1" in plain(view.title.value)
+    side = plain(view.side.value)
+    assert "return a - b" in side and "return a + b" in side
+    assert "accepted #1; the cell holds #1 (accepted)" in plain(view.state.value)
 
     view.revert_button.click()
+    assert plain(view.status.value).startswith("add: reverted to #0; the cell holds it now")
     assert nbformat.read(path, as_version=4).cells[1].source.endswith("return a - b")
     assert session.history.entries("add")[0].status == "reverted"
     assert session.variables["add"].variable.value.rstrip() == BUGGY_ADD.rstrip()
+    assert cells.ns["add"](1, 2) == -1
+    assert view.revert_button.disabled and not view.accept_button.disabled
 
 
 def test_accept_without_a_notebook_file_shows_the_new_cell(
@@ -149,7 +169,10 @@ def test_reject_gives_the_variable_the_cell_text_again(
     view.reject_button.click()
     assert session.variables["add"].variable.value.rstrip() == BUGGY_ADD.rstrip()
     assert session.history.latest("add").status == "rejected"  # type: ignore[union-attr]
-    assert "candidate rejected" in plain(view.status.value)
+    assert (
+        plain(view.status.value)
+        == "add: rejected #1; the variable holds #0 (the cell's text) again"
+    )
     assert view.reject_button.disabled
 
 
@@ -173,7 +196,7 @@ def test_iteration_selector_compares_any_two_entries(
     view.select(1, 2)
     side = plain(view.side.value)
     assert "# first" in side and "# second" in side and "return a - b" not in side
-    assert "against #1" in plain(view.title.value)
+    assert plain(view.title.value) == "add: #1 → iteration #2 (candidate)"
     view.compare_from.value = 0  # as a person picks it in the dropdown
     side = plain(view.side.value)
     assert "return a - b" in side and "# second" in side and "# first" not in side
@@ -204,7 +227,7 @@ def test_optimize_shows_progress_then_the_candidate(
     define(cells)
     fix_add(fake_api)
     cells.run("%tgoptimize --steps 2")
-    progress, view = magics_of(cells).views[-2:]
+    progress, view = magics_of(cells).display.views[-2:]
     assert isinstance(progress, ProgressView) and isinstance(view, CandidateView)
     assert progress.bar.value == 2 and progress.results == 2
     assert "done: 2 step(s)" in plain(progress.label.value)
@@ -221,32 +244,26 @@ def test_stop_button_ends_a_live_run_after_the_step_under_way(
     def propose(body: dict[str, Any], text: str) -> str:
         if not clicked.is_set():  # a person presses Stop while step 1 runs
             clicked.set()
-            progress = magics.views[-1]
+            progress = magics.display.views[-1]
             assert isinstance(progress, ProgressView)
             progress.stop_button.click()
         return f"<IMPROVED_VARIABLE>\n{FIXED_ADD}</IMPROVED_VARIABLE>"
 
     fake_api.add_rule("<IMPROVED_VARIABLE>", propose)
     asyncio.run(magics.tgoptimize_live("--steps 5"))
-    progress = next(v for v in magics.views if isinstance(v, ProgressView))
+    progress = next(v for v in magics.display.views if isinstance(v, ProgressView))
     assert progress.results == 1 and progress.stop_requested
     assert "stopped after 1 step(s)" in progress.label.value
     assert progress.bar.bar_style == "warning"
-    assert isinstance(magics.views[-1], CandidateView)  # the candidate is kept and shown
+    assert isinstance(magics.display.views[-1], CandidateView)  # the candidate is kept and shown
 
 
 def test_ctrl_c_stops_a_live_run_inside_a_step(cells: Cells, fake_api: FakeMessagesAPI) -> None:
     define(cells)
-    fix_add(fake_api)
-    fake_api.latency = 0.4
+    interrupt_after_first_step(fake_api)
     magics = magics_of(cells)
-    timer = threading.Timer(1.5, lambda: os.kill(os.getpid(), signal.SIGINT))
-    timer.start()
-    try:
-        asyncio.run(magics.tgoptimize_live("--steps 20"))
-    finally:
-        timer.cancel()
-    progress = next(v for v in magics.views if isinstance(v, ProgressView))
+    asyncio.run(magics.tgoptimize_live("--steps 20"))
+    progress = next(v for v in magics.display.views if isinstance(v, ProgressView))
     assert "stopped after" in progress.label.value and progress.results < 20
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
 
@@ -279,14 +296,15 @@ def only_pending(transport: frontend.CommTransport) -> tuple[str, Any]:
 
 def test_transport_confirms_an_edit_when_jupyterlab_answers() -> None:
     transport = frontend.CommTransport()
-    outcomes: list[tuple[bool, str]] = []
-    assert transport.replace_cell(REF, FIXED_ADD, lambda ok, m: outcomes.append((ok, m)))
+    outcomes: list[Written] = []
+    assert transport.replace_cell(REF, FIXED_ADD, outcomes.append)
     request_id, channel = only_pending(transport)
     assert outcomes == [] and channel.target_name == "tg_magic"
     reply(channel, {"request_id": "someone-else", "ok": True})  # not ours: ignored
     assert outcomes == []
     reply(channel, {"request_id": request_id, "ok": True, "cell_id": "cell-add", "source": "x"})
-    assert outcomes == [(True, outcomes[0][1])] and "the cell was updated" in outcomes[0][1]
+    (written,) = outcomes
+    assert written.ok and written.edited and "updated in JupyterLab" in written.text
     assert transport.state == frontend.PRESENT and transport.pending == {}
     assert channel._closed  # the kernel closes the comm once answered
     reply(channel, {"request_id": request_id, "ok": True})  # a duplicate changes nothing
@@ -295,12 +313,13 @@ def test_transport_confirms_an_edit_when_jupyterlab_answers() -> None:
 
 def test_transport_reports_a_failed_edit_with_the_new_cell() -> None:
     transport = frontend.CommTransport()
-    outcomes: list[tuple[bool, str]] = []
-    transport.replace_cell(REF, FIXED_ADD, lambda ok, m: outcomes.append((ok, m)))
+    outcomes: list[Written] = []
+    transport.replace_cell(REF, FIXED_ADD, outcomes.append)
     request_id, channel = only_pending(transport)
     error = 'No cell with id "cell-add" in this notebook.'
     reply(channel, {"request_id": request_id, "ok": False, "cell_id": "cell-add", "error": error})
-    ((ok, message),) = outcomes
+    (written,) = outcomes
+    ok, message = written.ok, written.text
     assert not ok and 'No cell with id "cell-add" in this notebook' in message
     assert f"%%tgvariable add --kind code\n{FIXED_ADD}".rstrip() in message
     assert transport.state == frontend.PRESENT  # it answered: the extension is there
@@ -309,15 +328,18 @@ def test_transport_reports_a_failed_edit_with_the_new_cell() -> None:
 def test_transport_closed_unanswered_means_no_extension(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JPY_SESSION_NAME", "/tmp/work.ipynb")
     transport = frontend.CommTransport()
-    outcomes: list[tuple[bool, str]] = []
-    transport.replace_cell(REF, FIXED_ADD, lambda ok, m: outcomes.append((ok, m)))
+    outcomes: list[Written] = []
+    transport.replace_cell(REF, FIXED_ADD, outcomes.append)
     _, channel = only_pending(transport)
     channel.handle_close({"content": {"comm_id": channel.comm_id, "data": {}}})
-    ((ok, message),) = outcomes
-    assert not ok and "extension is not active" in message and "return a + b" in message
+    (written,) = outcomes
+    message = written.text
+    # No extension: nothing can edit the cell, so the new cell is shown to paste.
+    assert written.ok and not written.edited
+    assert "extension is not active" in message and "return a + b" in message
     assert transport.state == frontend.ABSENT
     # Later edits do not try the comm again: apply falls back at once.
-    assert not transport.replace_cell(REF, FIXED_ADD, lambda ok, m: outcomes.append((ok, m)))
+    assert not transport.replace_cell(REF, FIXED_ADD, outcomes.append)
     assert transport.pending == {} and len(outcomes) == 1
 
 
@@ -354,11 +376,16 @@ def test_widget_accept_through_jupyterlab_is_confirmed_later(
     cells.run("%tgoptimize --steps 1")
     view = candidate(cells)
     view.accept_button.click()
-    assert "sent add to JupyterLab" in plain(view.status.value)
+    assert plain(view.status.value) == "add: sending #1 to JupyterLab…"
+    assert view.accept_button.disabled and view.revert_button.disabled  # in flight
     assert session.history.latest("add").status == "candidate"  # type: ignore[union-attr]
     request_id, channel = only_pending(session.frontend)
     reply(channel, {"request_id": request_id, "ok": True, "cell_id": "c-add", "source": "…"})
-    assert "the cell was updated in JupyterLab" in plain(view.status.value)
+    assert plain(view.status.value) == (
+        "add: accepted #1; the cell holds it now (updated in JupyterLab; Ctrl-Z in the cell "
+        "undoes it), and the kernel ran it"
+    )
+    assert cells.ns["add"](1, 2) == 3  # no re-run of the cell needed
     assert session.history.latest("add").status == "accepted"  # type: ignore[union-attr]
     assert session.variables["add"].cell_value.rstrip() == FIXED_ADD.rstrip()
 
@@ -371,7 +398,7 @@ def test_tgaccept_display_is_updated_when_jupyterlab_answers(
     session = magics_of(cells).session
     session.frontend, session.frontend_holds_file = frontend.CommTransport(), True
     cells.run("%tgoptimize --steps 1")
-    assert "sent add to JupyterLab" in cells.run("%tgaccept add")
+    assert cells.run("%tgaccept add").strip() == "add: sending #1 to JupyterLab…"
     request_id, channel = only_pending(session.frontend)
     error = 'Cell "c-add" is read-only, so it was not changed.'
     reply(channel, {"request_id": request_id, "ok": False, "cell_id": "c-add", "error": error})
@@ -400,12 +427,12 @@ def test_live_transform_makes_only_a_top_level_tgoptimize_async() -> None:
         "get_ipython().run_line_magic('tgoptimize', '--steps 2')\n",
         "    get_ipython().run_line_magic('tgoptimize', '')\n",
     ]
-    out = _live_transform(lines)
+    out = live_transform(lines)
     assert out[0] == lines[0] and out[2] == lines[2]
     assert out[1] == (
         "await get_ipython().magics_manager.registry['TgMagics'].tgoptimize_live('--steps 2')\n"
     )
-    assert not _install_live(InteractiveShell.instance())  # no kernel: plain cells
+    assert not install_live(InteractiveShell.instance())  # no kernel: plain cells
 
 
 def test_live_optimize_answers_help_and_reports_bad_input(cells: Cells) -> None:
@@ -414,3 +441,137 @@ def test_live_optimize_answers_help_and_reports_bad_input(cells: Cells) -> None:
     assert "usage: %tgoptimize" in cells.capsys.readouterr().out
     with pytest.raises(UsageError, match="no loss defined"):
         asyncio.run(magics.tgoptimize_live("--steps 1"))
+
+
+# -- widgets follow the cell ----------------------------------------------------------------
+
+
+def report_edit(cell_id: str, source: str) -> None:
+    """The extension reports an edit of a cell, as ipykernel delivers its comm_open."""
+    import comm
+
+    opened = comm.get_comm_manager().targets[frontend.CHANGES_TARGET]
+    channel = comm.create_comm(target_name=frontend.CHANGES_TARGET)
+    opened(channel, {"content": {"data": frontend_edit(cell_id, source)}})
+
+
+def frontend_edit(cell_id: str, source: str) -> dict[str, str]:
+    return {"action": "cell_changed", "cell_id": cell_id, "source": source}
+
+
+def jupyterlab(cells: Cells, monkeypatch: pytest.MonkeyPatch) -> Cells:
+    """Cells under a Jupyter server with the extension (its comm answered by the test)."""
+    monkeypatch.setenv("JPY_SESSION_NAME", "/tmp/work.ipynb")
+    cells.run("%unload_ext tg_magic")
+    cells.run("%load_ext tg_magic")
+    cells.run('%config TgMagics.widgets = "on"')
+    session = magics_of(cells).session
+    session.frontend = frontend.CommTransport()
+    session.frontend.state = frontend.PRESENT
+    return cells
+
+
+def answer_edit(session: Any) -> None:
+    request_id, channel = only_pending(session.frontend)
+    reply(channel, {"request_id": request_id, "ok": True, "cell_id": "c-add", "source": "…"})
+
+
+def test_every_widget_of_a_variable_follows_accept_undo_and_revert(
+    cells: Cells, fake_api: FakeMessagesAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cells = jupyterlab(cells, monkeypatch)
+    define(cells)
+    fix_add(fake_api)
+    cells.run("%tgoptimize --steps 1")
+    session = magics_of(cells).session
+    first = candidate(cells)
+    second = CandidateView(session, "add")  # the same variable shown in another cell
+    assert [label for label, _ in first.compare_to.options] == [
+        "#0 original · def add(a, b):",
+        "#1 candidate · 1.000 · return a + b",
+    ]
+
+    first.accept_button.click()
+    first.accept_button.click()  # a second click while the edit is in flight does nothing
+    assert len(session.frontend.pending) == 1
+    answer_edit(session)
+    assert cells.ns["add"](1, 2) == 3
+    for view in (first, second):
+        assert plain(view.state.value) == "accepted #1; the cell holds #1 (accepted)"
+        assert view.accept_button.disabled and not view.revert_button.disabled
+        assert view.compare_from.value == PREVIOUS  # what the accept changed: not empty
+        assert "return a - b" in plain(view.side.value)
+
+    # Ctrl-Z in the cell: the extension reports the old text; both widgets say so.
+    report_edit("c-add", f"%%tgvariable add --kind code\n{BUGGY_ADD}")
+    for view in (first, second):
+        assert plain(view.state.value) == (
+            "edited in the cell: back to #0; the cell holds #0 (original); the kernel still "
+            "uses #1 until the cell runs"
+        )
+        assert not view.accept_button.disabled
+
+    # A hand edit that is no iteration at all.
+    report_edit("c-add", "%%tgvariable add --kind code\ndef add(a, b):\n    return 0\n")
+    assert plain(second.state.value).startswith("edited in the cell; the cell holds text edited")
+
+    # %tgrevert from another cell: the first widget follows.
+    cells.run("%tgrevert add")
+    answer_edit(session)
+    for view in (first, second):
+        assert plain(view.state.value) == "reverted to #0; the cell holds #0 (reverted)"
+        assert view.revert_button.disabled and not view.accept_button.disabled
+        assert view.status.value == ""  # no stale "accepted" line under the buttons
+        # The cell now against the candidate: what accepting it again would change.
+        assert (view.compare_from.value, view.compare_to.value) == (CELL, 1)
+        assert "return a - b" in plain(view.side.value) and "return a + b" in plain(view.side.value)
+    assert cells.ns["add"](1, 2) == -1
+    history = cells.run("%tghistory add")
+    assert re.search(r"^  0\s+reverted .*◀ in the cell$", history, re.MULTILINE), history
+
+
+def test_progress_final_state_shows_the_score_and_no_stop(
+    cells: Cells, fake_api: FakeMessagesAPI
+) -> None:
+    define(cells)
+    fix_add(fake_api)
+    cells.run("%tgoptimize --steps 1")
+    progress = next(v for v in magics_of(cells).display.views if isinstance(v, ProgressView))
+    assert plain(progress.label.value) == "done: 1 step(s); score 0.500 → 1.000"
+    assert progress.stop_button.layout.display == "none"
+    assert progress.hint.layout.display == "none"  # no stale hint about Stop
+    assert "2 of 2 tests pass" in plain(progress.tests.value)
+    view = candidate(cells)
+    assert "2 of 2 tests pass" in plain(view.tests.value) and "✓" in plain(view.tests.value)
+
+
+def test_tables_are_left_aligned(cells: Cells, fake_api: FakeMessagesAPI) -> None:
+    from tg_magic.notebook import render
+
+    define(cells)
+    session = magics_of(cells).session
+    history = render.history_html("add", render.history_rows(session, "add"))
+    graph = render.graph_html(session)
+    for table in (history, graph):
+        cells_html = re.findall(r"<t[dh][^>]*>", table)
+        assert cells_html and all("text-align: left" in c for c in cells_html)
+    assert "<th" in history and "score before" in history and "score after" in history
+
+
+def test_the_sdk_is_imported_in_the_background_once_a_loss_is_defined() -> None:
+    code = (
+        "import sys, os; os.environ['ANTHROPIC_API_KEY'] = 'x'\n"
+        "from IPython.core.interactiveshell import InteractiveShell as S\n"
+        "s = S.instance(); s.run_line_magic('load_ext', 'tg_magic')\n"
+        "before = 'anthropic' in sys.modules\n"
+        "s.run_cell('%%tgvariable p\\nYou count.')\n"
+        "s.run_cell('%%tgloss l --target p\\nIs it good?')\n"
+        "import threading\n"
+        "for t in threading.enumerate():\n"
+        "    if t.name.startswith('tg-magic-import-'): t.join()\n"
+        "print(before, 'anthropic' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip().splitlines()[-1] == "False True"

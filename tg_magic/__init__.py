@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from .config import configure, context, get_backward_engine, set_backward_engine, settings
+from . import autograd, engine, optimizer
+from .config import (
+    SingletonBackwardEngine,
+    configure,
+    context,
+    get_backward_engine,
+    set_backward_engine,
+    settings,
+)
 from .engines import (
     METER,
     PRICES,
@@ -29,9 +37,16 @@ from .functions import (
     Sum,
     sum,
 )
+from .images import Image
+from .logger import logger
 from .loss import MultiFieldEvaluation, TextLoss
 from .optim import TGD, FailedUpdate
 from .variable import Gradient, Variable
+
+# TextGrad's names for the same objects (`import tg_magic as tg` in a TextGrad program).
+EngineLM = Engine
+TextualGradientDescent = TGD
+aggregate = autograd.aggregate
 
 __version__ = "0.1.0"
 
@@ -42,24 +57,33 @@ __all__ = [
     "BudgetExceeded",
     "Engine",
     "EngineError",
+    "EngineLM",
     "FailedUpdate",
     "FormattedLLMCall",
     "Function",
     "Gradient",
+    "Image",
     "InputError",
     "LLMCall",
     "MissingAPIKey",
     "MultiFieldEvaluation",
+    "SingletonBackwardEngine",
     "StringBasedFunction",
     "Sum",
     "TextLoss",
+    "TextualGradientDescent",
     "TgMagicError",
     "Usage",
     "Variable",
+    "aggregate",
+    "autograd",
     "configure",
     "context",
+    "engine",
     "get_backward_engine",
     "get_engine",
+    "logger",
+    "optimizer",
     "set_backward_engine",
     "set_budget",
     "set_cache",
@@ -67,6 +91,7 @@ __all__ = [
     "set_price",
     "settings",
     "sum",
+    "tasks",
     "track_usage",
     "usage",
 ]
@@ -85,6 +110,15 @@ def track_usage() -> Any:
 def set_budget(dollars: float | None = None, tokens: int | None = None) -> None:
     """Stop before a call could exceed this spend (counted from now); None removes a limit."""
     METER.set_budget(dollars, tokens)
+
+
+def __getattr__(name: str) -> Any:
+    """`tg.tasks` on first use (TextGrad's data sets)."""
+    if name == "tasks":
+        import importlib
+
+        return importlib.import_module(".tasks", __name__)
+    raise AttributeError(f"module 'tg_magic' has no attribute {name!r}")
 
 
 def _jupyter_labextension_paths() -> list[dict[str, str]]:

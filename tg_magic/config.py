@@ -49,16 +49,17 @@ FIELDS: dict[str, tuple[Any, str | None, Callable[[str], Any], str]] = {
     "concurrency": (16, "TG_MAGIC_CONCURRENCY", _number(int), "model calls in flight at once"),
     "cache": (None, "TG_MAGIC_CACHE", str, "reply cache file, or 'off' (None: the user cache)"),
     "request_timeout": (
-        120.0,
+        None,
         "TG_MAGIC_REQUEST_TIMEOUT",
         _number(float),
-        "seconds one model request may take before it is retried",
+        "seconds one model request may take before it is retried (None: the provider's "
+        "default, 120 s for Claude)",
     ),
     "run_deadline": (
         None,
         "TG_MAGIC_RUN_DEADLINE",
         _number(float),
-        "seconds a whole run may take (None: no deadline)",
+        "seconds one blocking call (forward, backward, a step) may take (None: no deadline)",
     ),
     "feedback_only": (
         False,
@@ -171,14 +172,22 @@ def context(**changes: Any) -> Iterator[None]:
         _overrides.reset(token)
 
 
-def set_backward_engine(engine: Engine | str | None, override: bool = True) -> None:
-    """The engine for gradients and optimizer steps (the paper: a strong model here)."""
-    if override or not settings.is_set("backward_engine"):
-        if engine is not None:
-            from .engines import get_engine
+def set_backward_engine(engine: Engine | str | None, override: bool = True, **options: Any) -> None:
+    """The engine for gradients and optimizer steps (the paper: a strong model here).
 
-            engine = get_engine(engine)  # a wrong spec fails here, with the fix
-        configure(backward_engine=engine)
+    override=False refuses to replace an engine already set, as TextGrad does; `options` are
+    get_engine's (TextGrad's cache=...)."""
+    current = settings.backward_engine
+    if current is not None and not override:
+        raise InputError(
+            f"a backward engine is already set ({getattr(current, 'spec', current)}): "
+            "pass override=True to replace it"
+        )
+    if engine is not None:
+        from .engines import get_engine
+
+        engine = get_engine(engine, **options)  # a wrong spec fails here, with the fix
+    configure(backward_engine=engine)
 
 
 def get_backward_engine() -> Engine:
@@ -186,3 +195,16 @@ def get_backward_engine() -> Engine:
     from .engines import get_engine
 
     return get_engine(settings.backward_engine or settings.engine)
+
+
+class SingletonBackwardEngine:
+    """TextGrad's holder of the backward engine: a view of `settings.backward_engine`."""
+
+    def get_engine(self) -> Engine | None:
+        from .engines import get_engine
+
+        chosen = settings.backward_engine
+        return None if chosen is None else get_engine(chosen)
+
+    def set_engine(self, engine: Engine | str, override: bool = False) -> None:
+        set_backward_engine(engine, override=override)

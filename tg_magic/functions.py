@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from builtins import sum as sum_
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from . import prompts
@@ -50,10 +50,15 @@ class Function:
 
 
 async def _gradients_through(
-    output: Variable, engine: Engine, call: str, targets: Iterable[Variable], hint: bool
+    output: Variable,
+    engine: Engine,
+    call: str,
+    targets: Iterable[Variable],
+    hint: bool,
+    images: Sequence[Any] = (),
 ) -> None:
     """Ask the gradient engine, once per input that requires grad, how that input should change.
-    The calls for several inputs run concurrently."""
+    The calls for several inputs run concurrently; `images` of the call are shown too."""
     feedback = output.get_gradient_text()
     system = prompts.GRADIENT_SYSTEM_SMALL if engine.small else prompts.GRADIENT_SYSTEM
     if hint:
@@ -69,7 +74,7 @@ async def _gradients_through(
             feedback=feedback,
             small=engine.small,
         )
-        text = await engine.agenerate(prompt, system)
+        text = await engine.agenerate([*images, prompt] if images else prompt, system)
         context = {"output": output.value, "output_role": output.role_description}
         if feedback:
             context["output_feedback"] = feedback
@@ -79,11 +84,18 @@ async def _gradients_through(
     await asyncio.gather(*(one(v) for v in unique.values()))
 
 
+def _backward_engine() -> Engine:
+    from .config import get_backward_engine
+
+    return get_backward_engine()
+
+
 class LLMCall(Function):
     """Call a model with an optional system prompt (itself a Variable, often the one trained)."""
 
     def __init__(self, engine: Engine | str | None = None, system_prompt: Variable | None = None):
-        self.engine = get_engine(engine)
+        # No engine: the one set with tg.set_backward_engine, as in TextGrad (else the default).
+        self.engine = get_engine(engine) if engine is not None else _backward_engine()
         if system_prompt is not None:
             ensure_variable(system_prompt, "the system prompt")
         self.system_prompt = system_prompt
@@ -92,22 +104,33 @@ class LLMCall(Function):
         self, input_variable: Variable, response_role_description: str = "response from the model"
     ) -> Variable:
         ensure_variable(input_variable, "the input of an LLM call")
+        if isinstance(input_variable._value, bytes):
+            raise InputError("an image goes to tg.autograd.MultimodalLLMCall, not to an LLM call")
         inputs = [input_variable] + ([self.system_prompt] if self.system_prompt else [])
         return self._apply(inputs, response_role_description)
 
     def _prompt(self, node: Node) -> str:
         return node.inputs[0].value
 
+    def _parts(self, node: Node) -> list[Any]:
+        """The message sent: its text, or (a multimodal call) texts and images in order."""
+        return [self._prompt(node)]
+
     async def forward(self, node: Node) -> str:
         system = self.system_prompt.value if self.system_prompt else None
-        return await self.engine.agenerate(self._prompt(node), system)
+        parts = self._parts(node)
+        text_only = len(parts) == 1 and isinstance(parts[0], str)
+        return await self.engine.agenerate(parts[0] if text_only else parts, system)
 
     async def backward(
         self, node: Node, output: Variable, engine: Engine, *, hint: bool = False
     ) -> None:
+        from .images import Image
+
         system = self.system_prompt.value if self.system_prompt else None
         call = prompts.llm_call_description(system, self._prompt(node))
-        await _gradients_through(output, engine, call, node.inputs, hint)
+        images = [p for p in self._parts(node) if isinstance(p, Image)]
+        await _gradients_through(output, engine, call, node.inputs, hint, images=images)
 
 
 class FormattedLLMCall(LLMCall):
@@ -240,11 +263,11 @@ class Sum(Function):
             raise InputError("tg.sum needs at least one Variable")
         for i, var in enumerate(items):
             ensure_variable(var, f"item {i} of tg.sum")
-        roles = sorted({v.role_description for v in items})
-        return self._apply(items, "sum of " + ", ".join(roles))
+        roles = list(dict.fromkeys(v.role_description for v in items))
+        return self._apply(items, "a combination of the following: " + ", ".join(roles))
 
     async def forward(self, node: Node) -> str:
-        return "\n\n".join(v.value for v in node.inputs)
+        return "\n".join(v.value for v in node.inputs)
 
     async def backward(
         self, node: Node, output: Variable, engine: Engine, *, hint: bool = False

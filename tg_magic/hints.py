@@ -9,7 +9,11 @@ passes `filter_hint`, which takes out what would hand the learner the answer:
   that is not a plain word or number), and the "here is the corrected code:" line before them;
 - inline code (`` `...` `` or a `return ...` / `def ...(` fragment in a sentence) that is new,
   i.e. not a name and not quoted from the learner's own cell or the tests;
-- paragraphs with a long verbatim run of the learner's cell (a rewritten version of it).
+- paragraphs with a long verbatim run of the learner's cell (a rewritten version of it), or of a
+  secret text (the teacher's reference solution, hidden tests);
+- code wearing a disguise: behind `#`/`//` comment marks, `>>>` prompts or diff `+`/`-` marks,
+  in Markdown table cells, after "just use"/"call"/"write" in a sentence, and code in other
+  languages (braces, semicolons, `=>`, Ruby's `def ... end`, lines denser in symbols than words).
 
 Each removal leaves a short note, so the learner knows something was held back. The core knows
 nothing of notebooks: the magics' `%tggrad` and the `tg-magic feedback` command both use this.
@@ -22,6 +26,8 @@ import difflib
 import re
 from collections.abc import Iterable
 
+from . import prompts
+
 __all__ = ["REMOVED_NOTE", "filter_hint", "hint_markdown", "looks_like_code"]
 
 REMOVED_NOTE = "(a code suggestion was removed: hints point at the problem, not the solution)"
@@ -30,10 +36,25 @@ INLINE_NOTE = "(…)"
 _FENCE = re.compile(r"^\s{0,3}(`{3,}|~{3,})")
 _LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
 _INLINE_SPAN = re.compile(r"(`+)(.+?)\1")
-_TAGGED = re.compile(r"<IMPROVED_VARIABLE>.*?(?:</IMPROVED_VARIABLE>|$)", re.DOTALL)
+_TAGGED = re.compile(rf"{re.escape(prompts.OPEN)}.*?(?:{re.escape(prompts.CLOSE)}|$)", re.DOTALL)
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 # A fragment of code inside a sentence: `... change it to return x + 1.`, `def f(a): ...`.
-_PROSE_CODE = re.compile(r"\b(?:return|yield|lambda|def)\s(?:[^.;!?\n]|\.(?=[\w(]))+")
+_PROSE_CODE = re.compile(
+    r"\b(?:return|yield|lambda|def|use|using|call|write|try|replace \S+ with|change \S+ to)\s"
+    r"(?:[^.;!?\n]|[.;](?=[\w(\[\d]))+",
+    re.IGNORECASE,
+)
+# Marks in front of code that hide it from a parser: comments, prompts, diff lines.
+_CODE_MARK = re.compile(r"^\s*(?:#+|//+|>>>|\.\.\.|[+-](?![+-]))\s?")
+_DIFF_HEADER = re.compile(r"^(?:---|\+\+\+) \S|^@@ .*@@")
+# Code in other languages: a statement ending in ; or {, a lone closing brace or `end`, arrows,
+# declarations, Ruby's `def name(args)` without a colon.
+_FOREIGN = re.compile(
+    r"[;{]\s*$|^\s*[}\])]+;?\s*$|^\s*end\s*$|=>|===|!==|&&|\|\||"
+    r"^\s*(?:function|const|let|var|public|private|static|int|double|float|void|fn|func)\s+\w|"
+    r"^\s*def\s+\w+(?:\(.*\))?\s*$|\w\s*\{[^}]*;"
+)
+_SYMBOLS = re.compile(r"[()\[\]{}=<>+*/%;&|!?]")
 # A line that announces the code after it ("Here is the corrected function:").
 _LEAD_IN = re.compile(
     r"(correct|fix|solution|here is|here's|rewrit|revis|improv|updat|should (?:look|be|read)|"
@@ -88,6 +109,27 @@ def looks_like_code(text: str) -> bool:
     ) or bool(re.match(r"^[A-Za-z_][\w.\[\]]*\s*(?:[-+*/%@&|^]|//|\*\*)?=\s*[\w(\[{'\"-]", line))
 
 
+def _dense(text: str) -> bool:
+    """More code symbols than words: `s.length.odd? ? s[m] : (s[m - 1] + s[m]) / 2.0`."""
+    symbols = len(_SYMBOLS.findall(text))
+    return symbols >= 6 and symbols >= len(re.findall(r"[A-Za-z]{2,}", text))
+
+
+def code_line(line: str) -> bool:
+    """Is this line code in any language or disguise (Python, a comment, a prompt, a diff
+    line, JavaScript, Ruby, Java...)? Markdown headings and plain sentences are not."""
+    content = _LIST_ITEM.sub("", line, count=1) if _LIST_ITEM.match(line) else line
+    if looks_like_code(content) or _DIFF_HEADER.match(content):
+        return True
+    marked = _CODE_MARK.match(content)
+    if marked and looks_like_code(content[marked.end() :]):
+        return True
+    return bool(_FOREIGN.search(content)) or _dense(content)
+
+
+_OPERATIONS = (ast.Call, ast.Subscript, ast.BinOp, ast.Lambda, ast.comprehension, ast.Dict)
+
+
 def _code_prefix(fragment: str) -> int | None:
     """Where the code at the start of a sentence fragment ends ("return a + b so that..."), or
     None when it is words ("return the sum", "return a value")."""
@@ -100,8 +142,8 @@ def _code_prefix(fragment: str) -> int | None:
         value = getattr(node, "value", None)
         if isinstance(value, ast.Yield | ast.Await):
             value = value.value
-        if value is None or isinstance(value, ast.Name | ast.Constant | ast.Attribute):
-            return None  # the longest reading that parses is a plain word: prose
+        if value is None or not any(isinstance(n, _OPERATIONS) for n in ast.walk(value)):
+            return None  # the longest reading that parses is words joined by keywords: prose
         return end
     return None
 
@@ -111,10 +153,11 @@ def _normal(text: str) -> str:
 
 
 class _Filter:
-    def __init__(self, student: str, keep: Iterable[str]) -> None:
+    def __init__(self, student: str, keep: Iterable[str], secret: Iterable[str]) -> None:
         self.student = student
         self.quoted = _normal("\n".join([student, *keep]))
         self.student_tokens = _TOKEN.findall(student)
+        self.secret_tokens = [_TOKEN.findall(text) for text in secret if text.strip()]
         self.removed = False
 
     # -- inline fragments ----------------------------------------------------------------------
@@ -142,27 +185,54 @@ class _Filter:
         if re.match(r"def\s+\w+\s*\(", fragment):
             self.removed = True
             return INLINE_NOTE
-        end = _code_prefix(fragment)
-        if end is None or self._allowed(fragment[:end]):
-            return match.group(0)
+        verb = re.match(
+            r"(?:use|using|call|write|try|replace \S+ with|change \S+ to)\s+", fragment, re.I
+        )
+        start = verb.end() if verb else 0  # "use EXPR": the expression starts after the verb
+        text = match.group(0)
+        end = _code_prefix(fragment[start:])
+        if end is None or self._allowed(fragment[start : start + end]):
+            # no code right after the verb: look further on ("write it as: def f(): ...")
+            return text[:start] + _PROSE_CODE.sub(self._prose, text[start:]) if start else text
         self.removed = True
-        return INLINE_NOTE + match.group(0)[end:]
+        return text[:start] + INLINE_NOTE + _PROSE_CODE.sub(self._prose, text[start + end :])
 
     def inline(self, line: str) -> str:
+        if line.lstrip().startswith("|") and line.count("|") >= 2:
+            return self._table_row(line)
         line = _INLINE_SPAN.sub(self._span, line)
         return _PROSE_CODE.sub(self._prose, line)
 
+    def _table_row(self, line: str) -> str:
+        """A Markdown table row: each cell that is code (and not a quote) becomes a note."""
+        cells = line.split("|")
+        for i, cell in enumerate(cells[1:-1], 1):
+            bare = cell.strip().strip("`").strip()
+            code = "`" in cell or (code_line(bare) and _SYMBOLS.search(bare) is not None)
+            if bare and not self._allowed(bare) and code:
+                self.removed = True
+                cells[i] = f" {INLINE_NOTE} "
+            else:
+                cells[i] = self.inline(cell) if "|" not in cell else cell
+        return "|".join(cells)
+
     # -- paragraphs ----------------------------------------------------------------------------
     def rewrites_cell(self, paragraph: str) -> bool:
-        """Does the paragraph hold a long verbatim run of the learner's cell?"""
-        if not self.student_tokens:
-            return False
+        """Does the paragraph hold a long verbatim run of the learner's cell, or of a secret
+        text that the learner does not already have?"""
         tokens = _TOKEN.findall(paragraph)
         if len(tokens) < OVERLAP_TOKENS:
             return False
-        matcher = difflib.SequenceMatcher(None, tokens, self.student_tokens, autojunk=False)
-        match = matcher.find_longest_match(0, len(tokens), 0, len(self.student_tokens))
-        return match.size >= OVERLAP_TOKENS
+        for other in [self.student_tokens, *self.secret_tokens]:
+            if not other:
+                continue
+            matcher = difflib.SequenceMatcher(None, tokens, other, autojunk=False)
+            match = matcher.find_longest_match(0, len(tokens), 0, len(other))
+            run = " ".join(tokens[match.a : match.a + match.size])
+            quoted = other is not self.student_tokens and run in " ".join(self.student_tokens)
+            if match.size >= OVERLAP_TOKENS and not quoted:
+                return True
+        return False
 
 
 def _announces(line: str) -> bool:
@@ -192,7 +262,10 @@ def _blocks(lines: list[str]) -> list[tuple[str, list[str]]]:
         stripped = line.strip()
         indented = line.startswith(("    ", "\t")) and bool(stripped)
         content = _LIST_ITEM.sub("", line, count=1) if _LIST_ITEM.match(line) else line
-        is_code = looks_like_code(content)
+        table_row = stripped.startswith("|") and stripped.count("|") >= 2  # cells: inline()
+        is_code = not table_row and (
+            code_line(content) or (in_code and _FOREIGN.search(content) is not None)
+        )
         if indented and not _LIST_ITEM.match(line) and (previous_blank or in_code):
             is_code = True
         if is_code:
@@ -207,13 +280,15 @@ def _blocks(lines: list[str]) -> list[tuple[str, list[str]]]:
     return pieces
 
 
-def filter_hint(text: str, student: str = "", keep: Iterable[str] = ()) -> str:
+def filter_hint(
+    text: str, student: str = "", keep: Iterable[str] = (), *, secret: Iterable[str] = ()
+) -> str:
     """The hint with code suggestions and rewrites of `student` (the learner's cell) removed.
 
     `keep`: other texts the learner already has (the tests, the test report), which may be
-    quoted in the hint.
+    quoted in the hint; `secret`: texts it may never quote (a reference solution, hidden tests).
     """
-    f = _Filter(student, keep)
+    f = _Filter(student, keep, secret)
     text = _TAGGED.sub("\0", text)
     out: list[str] = []
 

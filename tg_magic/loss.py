@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from . import prompts
+from .config import settings
 from .data import METRIC_PURPOSE, METRICS, Example
 from .engines import Engine
 from .errors import InputError
@@ -72,15 +73,25 @@ class MultiFieldEvaluation(LLMCall):
 
 
 class TestLoss(StringBasedFunction):
-    """Code against tests, run for real in a sandboxed child process (tg_magic.sandbox).
+    """Code against tests, run for real in the sandbox (tg_magic.sandbox).
 
     The test report (failures, assertion messages, traceback ends) is the evaluation; the score
-    is the fraction of tests that passed, 0 when the code crashed or hung.
+    is the fraction of tests that passed (each top-level assert or test_* function is one test),
+    0 when the code crashed or hung. Without a working bubblewrap the run raises
+    SandboxUnavailable unless `allow_unsandboxed=True` (trusted code only; None: the
+    `allow_unsandboxed` setting, read when the tests run).
     """
 
     __test__ = False  # not a pytest class
 
-    def __init__(self, tests: str, *, timeout: float = 20.0, memory_mb: int = 1024) -> None:
+    def __init__(
+        self,
+        tests: str,
+        *,
+        timeout: float = 20.0,
+        memory_mb: int = 1024,
+        allow_unsandboxed: bool | None = None,
+    ) -> None:
         if not isinstance(tests, str) or not tests.strip():
             raise InputError("the test cell is empty: write asserts or test_* functions")
         try:
@@ -92,9 +103,10 @@ class TestLoss(StringBasedFunction):
         self.tests = tests
         self.timeout = timeout
         self.memory_mb = memory_mb
+        self.allow_unsandboxed = allow_unsandboxed
         super().__init__(
             self._run,
-            "run these tests with pytest against the code, in a separate process; the output "
+            "run these tests against the code, in a sandboxed process; the output "
             f"is the test report:\n{tests}",
         )
 
@@ -107,7 +119,15 @@ class TestLoss(StringBasedFunction):
     def _run(self, code: Variable) -> TestReport:
         from .sandbox import run_tests
 
-        return run_tests(code.value, self.tests, timeout=self.timeout, memory_mb=self.memory_mb)
+        return run_tests(
+            code.value,
+            self.tests,
+            timeout=self.timeout,
+            memory_mb=self.memory_mb,
+            allow_unsandboxed=settings.allow_unsandboxed
+            if self.allow_unsandboxed is None
+            else self.allow_unsandboxed,
+        )
 
     @staticmethod
     def report(output: Variable) -> TestReport:
@@ -165,3 +185,40 @@ class MetricLoss:
         """The mean metric over examples: forward calls only, all at once."""
         score = self(examples).score
         return 0.0 if score is None else score
+
+
+class ImageQALoss:
+    """TextGrad's `ImageQALoss(evaluation_instruction, engine)(image=, question=, response=)`:
+    a multimodal judge of an answer about an image (the image is sent as an image block)."""
+
+    def __init__(
+        self,
+        evaluation_instruction: str,
+        engine: Engine | str | None = None,
+        system_prompt: Variable | None = None,
+    ) -> None:
+        from .autograd.ops import OrderedFieldsMultimodalLLMCall
+
+        self.evaluation_instruction = _instruction(evaluation_instruction, "evaluation instruction")
+        self.system_prompt = system_prompt or Variable(
+            "You are an evaluation system that evaluates image-related questions.",
+            role_description="system prompt for the evaluation",
+            requires_grad=False,
+        )
+        self.call = OrderedFieldsMultimodalLLMCall(
+            engine,
+            ["Evaluation Instruction", "Question", "Image", "Answer"],
+            self.system_prompt,
+        )
+        self.engine = self.call.engine
+
+    def __call__(self, image: Variable, question: Variable, response: Variable) -> Variable:
+        inputs = {
+            "Evaluation Instruction": self.evaluation_instruction,
+            "Question": question,
+            "Image": image,
+            "Answer": response,
+        }
+        return self.call(inputs, f"evaluation of the {response.role_description}")
+
+    forward = __call__

@@ -29,7 +29,7 @@ class LossSpec:
     body: str = ""
     data: Path | None = None
     metric: Any = "exact"
-    model: str | None = None
+    model: Any = None  # the engine (or its spec) of the judge, or of the forward model for data
     examples: list[Example] = field(default_factory=list)
 
 
@@ -50,12 +50,12 @@ def _tests(var: Variable, spec: LossSpec, held_out: list[Example]) -> Objective[
 
 
 def _judge(var: Variable, spec: LossSpec, held_out: list[Example]) -> Objective[Any]:
-    judge = TextLoss(spec.body)
+    judge = TextLoss(spec.body, engine=spec.model)
     return Objective(lambda _: judge(var))
 
 
 def _rubric(var: Variable, spec: LossSpec, held_out: list[Example]) -> Objective[Any]:
-    judge = TextLoss(prompts.rubric_instruction(spec.body))
+    judge = TextLoss(prompts.rubric_instruction(spec.body), engine=spec.model)
     return Objective(lambda _: judge(var))
 
 
@@ -135,3 +135,8 @@ def rubric_score(evaluation: str) -> float | None:
 def constraints(variable_kinds: set[str]) -> list[str]:
     """The rules a new value must follow, for the kinds of variables a step changes."""
     return [c for kind in sorted(variable_kinds) for c in prompts.KIND_CONSTRAINTS[kind]]
+
+
+def test_report(output: Variable) -> Any:
+    """The sandbox's report behind a tests loss's value: which test passed, why one failed."""
+    return TestLoss.report(output)

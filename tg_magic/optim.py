@@ -1,4 +1,8 @@
-"""Textual Gradient Descent: a model rewrites each variable given its gradients."""
+"""Textual Gradient Descent: a model rewrites each variable given its gradients.
+
+A step is all or nothing: every parameter's new value is proposed first, and only when all of
+them are usable are they set, together; otherwise none changes and the proposals are kept in
+`optimizer.failures`."""
 
 from __future__ import annotations
 
@@ -40,8 +44,8 @@ class TGD:
         engine: Engine | str | None = None,
         *,
         momentum: int = 0,
-        constraints: Iterable[str] = (),
-        in_context_examples: Iterable[str] = (),
+        constraints: Iterable[str] | None = (),
+        in_context_examples: Iterable[str] | None = (),
         verbose: int = 0,
     ) -> None:
         self.parameters = [ensure_variable(p, "each parameter") for p in parameters]
@@ -51,6 +55,8 @@ class TGD:
                 "requires_grad=True), e.g. TGD(model.parameters())"
             )
         for p in self.parameters:
+            if not p.requires_grad and p.grad_fn is not None:
+                p.requires_grad = True  # a model's output, optimized itself (as in TextGrad)
             if not p.requires_grad:
                 raise InputError(
                     f"the {p.role_description} has requires_grad=False: an optimizer can only "
@@ -58,8 +64,8 @@ class TGD:
                 )
         self.engine = get_engine(engine) if engine is not None else None
         self.momentum = momentum
-        self.constraints = list(constraints)
-        self.in_context_examples = list(in_context_examples)
+        self.constraints = list(constraints or ())
+        self.in_context_examples = list(in_context_examples or ())
         self.verbose = verbose
         self.failures: list[FailedUpdate] = []
 
@@ -71,7 +77,7 @@ class TGD:
         runtime.run(self.astep())
 
     async def astep(self) -> None:
-        """Update all parameters concurrently."""
+        """Propose new values for all parameters concurrently; set all of them, or none."""
         if settings.feedback_only:
             raise InputError(
                 "feedback-only mode is on: steps are disabled; read the hint with "
@@ -84,9 +90,43 @@ class TGD:
             )
             return
         engine = self.engine or get_backward_engine()
-        await asyncio.gather(*(self._update(p, engine) for p in todo))
+        tasks = [asyncio.ensure_future(self._propose(p, engine)) for p in todo]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        finally:  # a failure, or a cancellation (Ctrl-C): nothing may finish later
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        done = [(p, t.result()) for p, t in zip(todo, tasks, strict=True) if _succeeded(t)]
+        error = next((t.exception() for t in tasks if _failed(t)), None)
+        unusable = [p.role_description for p, (_, new) in done if new is None]
+        if error is None and not unusable:
+            for var, (_, new) in done:
+                assert new is not None
+                var.past_values.append(var.value)
+                var.value = new
+                if self.verbose:
+                    print(f"{var.role_description} updated:\n{new}")
+            return
+        for var, (reply, new) in done:
+            if new is None:
+                reason = (
+                    f"the optimizer's reply has no {prompts.OPEN}...{prompts.CLOSE} value; "
+                    "the variable keeps its value (the reply is in optimizer.failures)"
+                )
+                warnings.warn(f"{var.role_description}: {reason}", stacklevel=2)
+            else:
+                why = f"the update of {unusable[0]} was unusable" if unusable else "the step failed"
+                reason = (
+                    f"not applied: {why}, and a step changes all its parameters or none "
+                    "(the proposal is in optimizer.failures)"
+                )
+            self.failures.append(FailedUpdate(var, reply, reason))
+        if error is not None:
+            raise error
 
-    async def _update(self, var: Variable, engine: Engine) -> None:
+    async def _propose(self, var: Variable, engine: Engine) -> tuple[str, str | None]:
+        """The optimizer's reply for one variable, and the new value in it (None: unusable)."""
         prompt = prompts.update_prompt(
             role=var.role_description,
             value=var.value,
@@ -102,18 +142,12 @@ class TGD:
         reply = await engine.agenerate(
             prompt, system, max_tokens=budget, structured=IMPROVED_VARIABLE
         )
-        new = prompts.parse_update(reply)
-        if new is None:
-            failure = FailedUpdate(
-                var,
-                reply,
-                f"the optimizer's reply has no {prompts.OPEN}...{prompts.CLOSE} value; "
-                "the variable keeps its value (the reply is in optimizer.failures)",
-            )
-            self.failures.append(failure)
-            warnings.warn(f"{var.role_description}: {failure.reason}", stacklevel=2)
-            return
-        var.past_values.append(var.value)
-        var.value = new
-        if self.verbose:
-            print(f"{var.role_description} updated:\n{new}")
+        return reply, prompts.parse_update(reply)
+
+
+def _succeeded(task: asyncio.Future[tuple[str, str | None]]) -> bool:
+    return task.done() and not task.cancelled() and task.exception() is None
+
+
+def _failed(task: asyncio.Future[tuple[str, str | None]]) -> bool:
+    return task.done() and not task.cancelled() and task.exception() is not None

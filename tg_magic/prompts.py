@@ -4,6 +4,8 @@ prompts serve prompts, code, answers and plans. Small local models get shorter v
 
 from __future__ import annotations
 
+import re
+
 OPEN, CLOSE = "<IMPROVED_VARIABLE>", "</IMPROVED_VARIABLE>"
 
 GRADIENT_SYSTEM = (
@@ -31,6 +33,44 @@ RUBRIC_INSTRUCTION = (
     "rubric the answer meets and which it misses, briefly. Do not write a model answer. End "
     "with a last line of the form 'Score: N/10' (10: the answer meets the whole rubric)."
 )
+
+
+# The classroom's second leak layer: the model itself checks a hint against the teacher's
+# reference (solution or tests) before a student sees it.
+LEAK_CHECK_SYSTEM = (
+    "You check a hint written for a student before the student sees it. The student must still "
+    "do the thinking: a hint may say what is wrong and why, and name the idea to look up; it "
+    "must not hand over the answer in any form (code in any language, a formula, an expression "
+    "to use, a diff, a table of values to copy, or a recipe of steps that spells the solution "
+    "out). Question: does this hint let the student write the answer without thinking? Reply "
+    "with one verdict on the first line: 'VERDICT: KEEP' when it does not; 'VERDICT: REWRITE' "
+    "when it gives too much but a fair hint can be said, followed by that shorter hint (words "
+    "only, no code) between <HINT> and </HINT>; 'VERDICT: WITHHOLD' when nothing useful can be "
+    "said without giving the answer away."
+)
+
+
+def leak_check_prompt(hint: str, answer: str, reference: str) -> str:
+    """The student's answer, the teacher's reference and the hint to judge."""
+    return (
+        f"The student's answer:\n{_block('STUDENT_ANSWER', answer)}\n\n"
+        f"The teacher's reference (never shown to the student):\n"
+        f"{_block('REFERENCE', reference)}\n\n"
+        f"The hint to check:\n{_block('HINT', hint)}"
+    )
+
+
+def parse_leak_check(reply: str) -> tuple[str, str]:
+    """(verdict, rewritten hint): KEEP, REWRITE with its hint, or WITHHOLD (also for a reply
+    that gives no readable verdict: an unchecked hint is not shown)."""
+    found = re.search(r"VERDICT:\s*(KEEP|REWRITE|WITHHOLD)", reply, re.IGNORECASE)
+    verdict = found.group(1).upper() if found else "WITHHOLD"
+    if verdict != "REWRITE":
+        return verdict, ""
+    rewritten = re.search(r"<HINT>(.*?)</HINT>", reply, re.DOTALL)
+    if rewritten is None or not rewritten.group(1).strip():
+        return "WITHHOLD", ""
+    return "REWRITE", rewritten.group(1).strip()
 
 
 def rubric_instruction(rubric: str) -> str:

@@ -41,9 +41,32 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         raise RuntimeError(
             "tg_magic's synchronous API was called from its own event loop: await it"
         )
-    future: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(coro, target)
+    future: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(
+        _within_deadline(coro), target
+    )
     try:
         return future.result()
     except KeyboardInterrupt:
         future.cancel()
         raise
+
+
+async def _within_deadline(coro: Coroutine[Any, Any, T]) -> T:
+    """Run `coro`, cancelled past `settings.run_deadline` seconds (read when the call starts)."""
+    from .config import settings
+    from .errors import EngineError
+
+    seconds = settings.run_deadline
+    if not seconds:
+        return await coro
+    deadline = asyncio.timeout(seconds)
+    try:
+        async with deadline:
+            return await coro
+    except TimeoutError:
+        if not deadline.expired():
+            raise
+        raise EngineError(
+            f"stopped at the run deadline of {seconds:g} s (the run_deadline setting); results "
+            "so far are kept; raise it with tg.configure(run_deadline=SECONDS) (or %tgconfig)"
+        ) from None

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import runtime
 from .errors import InputError
+from .gradients import Gradients
 
 if TYPE_CHECKING:
     from .engines import Engine
@@ -20,35 +21,68 @@ class Gradient:
     text: str
     context: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def value(self) -> str:
+        """TextGrad's name: its gradients are variables whose value is the feedback."""
+        return self.text
+
+
+class BadValue(InputError, AssertionError):
+    """A value that is neither text nor an image (TextGrad asserts here, hence AssertionError)."""
+
+
+class NotAVariable(InputError, AttributeError):
+    """A plain value where a tg.Variable is needed (TextGrad fails on `.value`: AttributeError)."""
+
 
 class Variable:
     """A text (prompt, code, answer...) that functions consume and produce.
 
     The value of a function's output is computed lazily: reading `.value`, or `backward()`,
     runs every pending call of the graph concurrently.
+
+    As in TextGrad, the value may also be an int (kept as text) or an image: its bytes, or
+    `image_path=` a local file or a URL (fetched then, because the user asked for it). Image
+    variables hold a tg_magic.images.Image and take no gradients.
     """
 
     def __init__(
         self,
-        value: str,
+        value: Any = "",
+        image_path: str = "",
         *,
         role_description: str,
         requires_grad: bool = True,
         predecessors: list[Variable] | None = None,
     ) -> None:
-        if not isinstance(value, str):
+        from . import images
+
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if image_path:
+            if value != "":
+                raise InputError("give a Variable a value or an image_path, not both")
+            value = images.load(image_path)
+        elif isinstance(value, bytes):
+            value = images.Image(value)
+        if isinstance(value, bytes) and requires_grad:
             raise InputError(
+                f"the {role_description} is an image: images take no gradients; "
+                "create it with requires_grad=False"
+            )
+        if not isinstance(value, str | bytes):
+            raise BadValue(
                 f"a Variable's value must be text, got {type(value).__name__}: pass str(value)"
             )
-        if not value.strip():
+        if isinstance(value, str) and not value.strip():
             raise InputError(
                 f"the {role_description or 'variable'} is empty: give it a starting text"
             )
-        self._value: str | None = value
+        self._value: str | None = value  # type: ignore[assignment]  # or an images.Image
         self.role_description = role_description
         self.requires_grad = requires_grad
         self.predecessors: list[Variable] = list(predecessors or [])
-        self.gradients: list[Gradient] = []
+        self.gradients = Gradients()
         self.grad_fn: Node | None = None
         self.past_values: list[str] = []  # earlier values, oldest first (the optimizer's momentum)
 
@@ -60,7 +94,7 @@ class Variable:
         out.role_description = role_description
         out.requires_grad = any(p.requires_grad for p in node.inputs)
         out.predecessors = list(node.inputs)
-        out.gradients = []
+        out.gradients = Gradients()
         out.grad_fn = node
         out.past_values = []
         return out
@@ -79,6 +113,26 @@ class Variable:
         if not isinstance(new, str):
             raise InputError(f"a Variable's value must be text, got {type(new).__name__}")
         self._value = new
+
+    @property
+    def gradients(self) -> Gradients:
+        """Feedback received, in graph order; `gradients.add(...)` as in TextGrad."""
+        return self._gradients
+
+    @gradients.setter
+    def gradients(self, items: list[Gradient]) -> None:
+        self._gradients = items if isinstance(items, Gradients) else Gradients(items)
+
+    def set_role_description(self, role_description: str) -> None:
+        """Say what this text is (TextGrad's spelling); a function's output included."""
+        self.role_description = role_description
+
+    def generate_graph(self, print_gradients: bool = False) -> Any:
+        """The graph behind this variable as a picture (Graphviz DOT; rendered when the
+        `graphviz` package is installed)."""
+        from .autograd.dot import graph_picture
+
+        return graph_picture(self, print_gradients)
 
     @property
     def score(self) -> float | None:
@@ -132,7 +186,7 @@ class Variable:
 def ensure_variable(obj: Any, what: str) -> Variable:
     """Check a function argument, with an error that says what to pass instead."""
     if not isinstance(obj, Variable):
-        raise InputError(
+        raise NotAVariable(
             f"{what} must be a tg.Variable, got {type(obj).__name__}: "
             f"wrap it with tg.Variable(value, role_description=...)"
         )

@@ -11,6 +11,34 @@
 /** Comm target name the kernel opens comms on. */
 export const COMM_TARGET = 'tg_magic';
 
+/**
+ * Comm target of the kernel that takes reports of edited variable cells:
+ *   {action: "cell_changed", cell_id, source}
+ * sent (debounced by REPORT_MS) once the kernel has shown it runs tg_magic.
+ */
+export const CHANGES_TARGET = 'tg_magic_cells';
+export const REPORT_MS = 300;
+
+/** The cell-magic line of a variable cell. */
+const VARIABLE_MAGIC = /^\s*%%tgvariable\s/;
+
+/**
+ * Whether an edit of a cell is reported to the kernel: the cell is a variable
+ * cell now, or was one when last reported (so an edit that removes the magic
+ * line is reported too).
+ */
+export function shouldReport(source: string, wasReported: boolean): boolean {
+  return wasReported || VARIABLE_MAGIC.test(source);
+}
+
+/** The message reporting a cell's new source. */
+export function cellChanged(
+  cellId: string,
+  source: string
+): { action: 'cell_changed'; cell_id: string; source: string } {
+  return { action: 'cell_changed', cell_id: cellId, source };
+}
+
 /** Version reported by `ping`; a unit test keeps it equal to package.json's version. */
 export const EXTENSION_VERSION = '0.1.0';
 

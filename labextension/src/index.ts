@@ -6,8 +6,12 @@ import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { Kernel, KernelMessage } from '@jupyterlab/services';
 
 import {
+  CHANGES_TARGET,
   COMM_TARGET,
   EDITED_CLASS,
+  REPORT_MS,
+  cellChanged,
+  shouldReport,
   HIGHLIGHT_MS,
   ICellInfo,
   INotebookAccess,
@@ -15,6 +19,7 @@ import {
 } from './celledit';
 
 type CellWidget = NotebookPanel['content']['widgets'][number];
+type ICellModel = CellWidget['model'];
 
 /** Pending highlight removals, so a second edit restarts the timer. */
 const highlightTimers = new WeakMap<CellWidget, ReturnType<typeof setTimeout>>();
@@ -110,6 +115,69 @@ function answer(
   }
 }
 
+/** Kernels that opened a tg_magic comm: they run tg_magic, so edits are reported to them. */
+const kernelsWithTgMagic = new WeakSet<Kernel.IKernelConnection>();
+
+/** Send a variable cell's new source to the kernel (the widgets follow the cell). */
+function report(panel: NotebookPanel, cellId: string, source: string): void {
+  const kernel = panel.sessionContext.session?.kernel;
+  if (!kernel || kernel.isDisposed || !kernelsWithTgMagic.has(kernel)) {
+    return;
+  }
+  try {
+    const comm = kernel.createComm(CHANGES_TARGET);
+    comm.open(cellChanged(cellId, source) as unknown as Parameters<Kernel.IComm['open']>[0]);
+    comm.close();
+  } catch (e) {
+    console.error('tg-magic: could not report a cell edit', e);
+  }
+}
+
+/** Report edits of variable cells (typing, undo, our own replace), debounced per cell. */
+function watchCells(panel: NotebookPanel): void {
+  const reported = new Set<string>();
+  const timers = new Map<string, ReturnType<typeof setTimeout>>();
+  const watched = new WeakSet<object>();
+  const watch = (cell: ICellModel): void => {
+    if (watched.has(cell)) {
+      return;
+    }
+    watched.add(cell);
+    cell.sharedModel.changed.connect((shared, change) => {
+      if (!('sourceChange' in change) || change.sourceChange === undefined) {
+        return;
+      }
+      const id = cell.id;
+      if (!shouldReport(shared.getSource(), reported.has(id))) {
+        return;
+      }
+      const previous = timers.get(id);
+      if (previous !== undefined) {
+        clearTimeout(previous);
+      }
+      timers.set(
+        id,
+        setTimeout(() => {
+          timers.delete(id);
+          reported.add(id);
+          report(panel, id, cell.sharedModel.getSource());
+        }, REPORT_MS)
+      );
+    });
+  };
+  const attach = (): void => {
+    const model = panel.content.model;
+    if (!model) {
+      return;
+    }
+    for (const cell of model.cells) {
+      watch(cell);
+    }
+    model.cells.changed.connect((_, args) => args.newValues.forEach(watch));
+  };
+  panel.context.ready.then(attach).catch(() => undefined);
+}
+
 function registerOn(
   panel: NotebookPanel,
   kernel: Kernel.IKernelConnection | null | undefined
@@ -118,6 +186,7 @@ function registerOn(
     return;
   }
   kernel.registerCommTarget(COMM_TARGET, (comm, openMsg) => {
+    kernelsWithTgMagic.add(kernel);
     comm.onMsg = msg => answer(panel, kernel, comm, msg);
     // A comm opened with no data is only a channel for later messages.
     const data: unknown = openMsg.content.data;
@@ -132,6 +201,7 @@ function registerOn(
 }
 
 function watchNotebook(panel: NotebookPanel): void {
+  watchCells(panel);
   const sessionContext = panel.sessionContext;
   sessionContext.ready
     .then(() => registerOn(panel, sessionContext.session?.kernel))
@@ -144,7 +214,7 @@ function watchNotebook(panel: NotebookPanel): void {
 const plugin: JupyterFrontEndPlugin<void> = {
   id: 'tg-magic:plugin',
   description:
-    'Lets the tg-magic kernel code replace a notebook cell by id through the tg_magic comm.',
+    'Lets the tg-magic kernel replace a notebook cell by id (tg_magic comm) and tells it when a variable cell is edited (tg_magic_cells comm).',
   autoStart: true,
   requires: [INotebookTracker],
   activate: (_app: JupyterFrontEnd, tracker: INotebookTracker) => {

@@ -6,6 +6,8 @@ import { test } from 'node:test';
 
 import {
   COMM_TARGET,
+  cellChanged,
+  shouldReport,
   EXTENSION_VERSION,
   computeNewSource,
   findCellIndex,
@@ -180,4 +182,16 @@ test('a notebook that throws becomes an error reply', () => {
     null
   );
   assert.equal(noNotebook.ok, false);
+});
+
+test('edits of variable cells are reported, other cells are not', () => {
+  assert.equal(shouldReport('%%tgvariable add --kind code\ndef add(a, b): ...', false), true);
+  assert.equal(shouldReport('print(1)', false), false);
+  // A cell that was reported stays reported when its magic line is removed.
+  assert.equal(shouldReport('def add(a, b): ...', true), true);
+  assert.deepEqual(cellChanged('c1', 'x'), {
+    action: 'cell_changed',
+    cell_id: 'c1',
+    source: 'x'
+  });
 });

@@ -1,9 +1,16 @@
 """The classroom: the teacher's tests or rubric over submitted notebooks (`tg-magic feedback`).
 
-    submissions  find the notebooks, name the students, find the answer cell
-    grading      score one notebook, write its hint and feedback copy; the class, a few at once
-    results      one student's result and its file
-    summary      summary.csv and summary.html
+    submissions    find the notebooks (flat, or nbgrader's layout), name the students, find
+                   the answer cell
+    teacher_tests  hidden tests and points in the teacher's tests file
+    scoring        one answer against the tests (sandboxed) or the rubric
+    hinting        the hint, through both leak layers
+    grading        one notebook: score, hint, feedback copy; the class, a few at once
+    results        one student's result and its file
+    summary        summary.csv and summary.html
+    gradebook      the CSV an LMS imports
+    service, auth, records, teacher_page, class_folder: `tg-magic serve`
+    client         the student's side of the service (%tghint)
 
 This package sits with the command line above the library (it reads and writes notebooks with
 nbformat); the library itself knows nothing of notebooks.
@@ -11,24 +18,20 @@ nbformat); the library itself knows nothing of notebooks.
 
 from __future__ import annotations
 
-from .grading import (
-    ALL_PASS,
-    FEEDBACK_TAG,
-    Assignment,
-    feedback_markdown,
-    process,
-    rubric_score,
-    run,
-)
+from ..objectives import rubric_score
+from .grading import FEEDBACK_TAG, feedback_markdown, process, run
+from .hinting import ALL_PASS
 from .results import Result
-from .submissions import find_answer, find_submissions, student_names
-from .summary import summary_rows, test_columns, write_csv, write_html
+from .scoring import Assignment
+from .submissions import discover, find_answer, find_submissions, student_names
+from .summary import summary_counts, summary_rows, test_columns, write_csv, write_html
 
 __all__ = [
     "ALL_PASS",
     "FEEDBACK_TAG",
     "Assignment",
     "Result",
+    "discover",
     "feedback_markdown",
     "find_answer",
     "find_submissions",
@@ -36,6 +39,7 @@ __all__ = [
     "rubric_score",
     "run",
     "student_names",
+    "summary_counts",
     "summary_rows",
     "test_columns",
     "write_csv",

@@ -3,67 +3,34 @@ cell written into a copy of the notebook, and the whole class at a few notebooks
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .. import prompts
-from ..engines import Engine
 from ..errors import TgMagicError, redact
-from ..hints import filter_hint
-from ..loss import TestLoss, TextLoss
 from ..variable import Variable
+from .hinting import make_hint
 from .results import Result, write_atomic
-from .submissions import BrokenSubmission, find_answer, first_line, read_notebook, student_names
+from .scoring import Assignment, score_rubric, score_tests
+from .submissions import BrokenSubmission, find_answer, read_notebook
 
 FEEDBACK_TAG = "tg-magic-feedback"
 _PIPE = "\\|"  # a | inside a Markdown table cell
-RESULT_VERSION = 1  # bump when a result file written by an older version must be redone
-ALL_PASS = "All tests pass: nothing to point at."
-
-
-@dataclass(frozen=True)
-class Assignment:
-    """What every submission is measured against."""
-
-    target: str
-    mode: str  # tests | rubric
-    text: str  # the tests (Python) or the rubric (words)
-    engine: Engine | None = None  # gradients and the judge; None: the default engine
-    timeout: float = 20.0
-
-    def fingerprint(self, submission: bytes) -> str:
-        digest = hashlib.sha256()
-        spec = self.engine.spec if self.engine else "default"
-        for part in (str(RESULT_VERSION), self.target, self.mode, self.text, spec):
-            digest.update(part.encode() + b"\0")
-        digest.update(submission)
-        return digest.hexdigest()
-
-
-_SCORE = re.compile(
-    r"score\W{0,3}\s*(\d+(?:\.\d+)?)\s*(?:/|out of)\s*(\d+(?:\.\d+)?)", re.IGNORECASE
-)
-
-
-def rubric_score(evaluation: str) -> float | None:
-    """The judge's last "Score: N/M" as a fraction, or None when it gave none."""
-    found = _SCORE.findall(evaluation)
-    if not found:
-        return None
-    got, out_of = (float(x) for x in found[-1])
-    return None if out_of <= 0 else max(0.0, min(1.0, got / out_of))
 
 
 def _check_parses(body: str) -> None:
     import ast
 
+    try:
+        body.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BrokenSubmission(
+            "the answer holds a character that is not text (a lone surrogate): retype that line"
+        ) from None
     try:
         ast.parse(body)
     except SyntaxError as exc:
@@ -73,33 +40,31 @@ def _check_parses(body: str) -> None:
 
 
 def _score_tests(body: str, assignment: Assignment, result: Result) -> None:
-    loss_fn = TestLoss(assignment.text, timeout=assignment.timeout)
     code = Variable(body, role_description="Python code written by a student", requires_grad=True)
-    loss = loss_fn(code)
-    report_text = loss.value
-    report = TestLoss.report(loss)
-    result.score = loss.score
-    result.total = len(report.outcomes)
-    result.passed = sum(1 for o in report.outcomes if o.passed)
-    result.tests = {o.name: "pass" if o.passed else "fail" for o in report.outcomes}
-    result.failures = {
-        o.name: first_line(o.message) for o in report.outcomes if not o.passed and o.message
-    }
-    result.problem = report.problem
-    if result.score is not None and result.score >= 1.0:
-        result.hint = ALL_PASS
+    scored = score_tests(body, assignment)
+    result.score, result.points, result.possible = scored.score, scored.earned, scored.possible
+    result.total = len(scored.outcomes)
+    result.passed = scored.passed
+    result.tests = {o["name"]: "pass" if o["passed"] else "fail" for o in scored.outcomes}
+    result.failures = {o["name"]: o["message"] for o in scored.outcomes if o["message"]}
+    result.hidden = [o["name"] for o in scored.outcomes if o["hidden"]]
+    result.problem = scored.problem
+    if scored.status == "timeout":
+        result.status = f"timed out after {assignment.timeout:g} s"
         return
-    loss.backward(assignment.engine, hint=True)  # a hint, not a fix
-    result.hint = filter_hint(code.get_gradient_text(), body, [assignment.text, report_text])
+    if scored.status != "ok":
+        result.status = f"error: {scored.problem or scored.status}"
+        return
+    result.hint = make_hint(code, scored, assignment)
 
 
 def _score_rubric(body: str, assignment: Assignment, result: Result) -> None:
-    judge = TextLoss(prompts.rubric_instruction(assignment.text), engine=assignment.engine)
     answer = Variable(body, role_description="answer written by a student", requires_grad=True)
-    evaluation = judge(answer)
-    result.score = rubric_score(evaluation.value)
-    evaluation.backward(assignment.engine, hint=True)
-    result.hint = filter_hint(answer.get_gradient_text(), body, [assignment.text])
+    scored = score_rubric(answer, assignment)
+    result.score = scored.score
+    result.points = None if scored.score is None else round(10 * scored.score, 2)
+    result.possible = 10.0
+    result.hint = make_hint(answer, scored, assignment)
 
 
 def feedback_markdown(result: Result, assignment: Assignment) -> str:
@@ -109,13 +74,18 @@ def feedback_markdown(result: Result, assignment: Assignment) -> str:
         lines += [f"**Could not be scored:** {result.status.removeprefix('error: ')}", ""]
     if result.total is not None and result.passed is not None:
         score = result.score if result.score is not None else 0.0
-        lines += [f"**Score: {result.passed} of {result.total} tests passed ({score:.2f})**", ""]
+        points = f", {result.points:g} of {result.possible:g} points" if result.possible else ""
+        lines += [
+            f"**Score: {result.passed} of {result.total} tests passed ({score:.2f}{points})**",
+            "",
+        ]
         if result.tests:
             lines += ["| test | result |", "|---|---|"]
             for name, outcome in result.tests.items():
                 why = result.failures.get(name, "")
                 shown = "passed" if outcome == "pass" else "failed" + (f": `{why}`" if why else "")
-                lines.append(f"| `{name}` | {shown.replace('|', _PIPE)} |")
+                label = f"`{name}` (hidden)" if name in result.hidden else f"`{name}`"
+                lines.append(f"| {label} | {shown.replace('|', _PIPE)} |")
             lines.append("")
     elif result.score is not None:
         lines += [f"**Score: {result.score:.2f}**", ""]
@@ -190,15 +160,27 @@ def process(
         result.retry = True
     if nb is not None and index >= 0 and not result.retry:
         target = out_dir / f"{student}.ipynb"
-        _write_feedback_notebook(nb, index, result, assignment, target)
-        result.feedback_notebook = str(target)
+        try:
+            _write_feedback_notebook(nb, index, result, assignment, target)
+            result.feedback_notebook = str(target)
+        except Exception as exc:  # an odd notebook costs its feedback copy, not the run
+            result.problem = f"no feedback notebook: {type(exc).__name__}: {str(exc)[:150]}"
     payload = {k: v for k, v in asdict(result).items() if k != "skipped"}
     write_atomic(result_file, json.dumps(payload, indent=1, ensure_ascii=False))
     return result
 
 
+def _guarded(
+    path: Path, student: str, assignment: Assignment, out_dir: Path, force: bool
+) -> Result:
+    try:
+        return process(path, student, assignment, out_dir, force=force)
+    except Exception as exc:  # one notebook never stops the others
+        return Result(student, str(path), f"error: {type(exc).__name__}: {str(exc)[:200]}")
+
+
 def run(
-    files: list[Path],
+    students: dict[Path, str],
     assignment: Assignment,
     out_dir: Path,
     *,
@@ -206,14 +188,14 @@ def run(
     force: bool = False,
     on_done: Callable[[Result, int, int], None] | None = None,
 ) -> list[Result]:
-    """Every notebook, `jobs` at a time; results in the order of `files`."""
-    names = student_names(files)
+    """Every notebook (path -> student), `jobs` at a time; results in the order given."""
+    files = list(students)
     out_dir.mkdir(parents=True, exist_ok=True)
     results: dict[Path, Result] = {}
     lock = threading.Lock()
     with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="tg-feedback") as pool:
         futures = {
-            pool.submit(process, f, names[f], assignment, out_dir, force=force): f for f in files
+            pool.submit(_guarded, f, students[f], assignment, out_dir, force): f for f in files
         }
         for future in as_completed(futures):
             result = future.result()

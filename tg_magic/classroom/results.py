@@ -14,12 +14,15 @@ class Result:
 
     student: str
     notebook: str
-    status: str = "ok"  # "ok", or "error: why"
-    score: float | None = None
+    status: str = "ok"  # "ok", "timed out after N s", or "error: why"
+    score: float | None = None  # points earned / points possible (rubric: the judge's score)
+    points: float | None = None  # points earned (the gradebook's number)
+    possible: float | None = None
     passed: int | None = None
     total: int | None = None
     tests: dict[str, str] = field(default_factory=dict)  # test name -> pass | fail
-    failures: dict[str, str] = field(default_factory=dict)  # test name -> its message
+    failures: dict[str, str] = field(default_factory=dict)  # test name -> message (not hidden)
+    hidden: list[str] = field(default_factory=list)  # names of hidden tests
     problem: str = ""
     hint: str = ""
     feedback_notebook: str = ""
@@ -37,7 +40,8 @@ def write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        # A lone surrogate from a broken notebook must not stop the run: it becomes "?".
+        with os.fdopen(fd, "w", encoding="utf-8", errors="replace") as handle:
             handle.write(text)
         os.replace(tmp, path)
     finally:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from ..text import first_line
 
 
 class BrokenSubmission(Exception):
@@ -49,6 +50,56 @@ def student_names(files: list[Path]) -> dict[Path, str]:
     return names
 
 
+def _nbgrader_root(path: Path) -> Path | None:
+    """nbgrader's `submitted/` folder when `path` is it or holds it, else None."""
+    if path.name == "submitted" and path.is_dir():
+        return path
+    inner = path / "submitted"
+    return inner if inner.is_dir() else None
+
+
+def _mentions(path: Path, target: str) -> bool:
+    try:
+        return target in path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+
+
+def discover(
+    paths: Iterable[str | Path], target: str, assignment: str | None = None
+) -> tuple[dict[Path, str], str | None]:
+    """Notebook -> student, and the assignment's name when the layout gives one.
+
+    nbgrader's layout (`submitted/STUDENT/ASSIGNMENT/*.ipynb`, given as the course folder or
+    its `submitted/`): the student is the folder's name; of several notebooks the one that
+    mentions `target` is taken. Anything else: every .ipynb found, named by its file.
+    """
+    flat: list[str | Path] = []
+    graded: dict[Path, str] = {}
+    seen: set[str] = set()
+    for raw in paths:
+        root = _nbgrader_root(Path(raw).expanduser())
+        if root is None:
+            flat.append(raw)
+            continue
+        for student in sorted(p for p in root.iterdir() if p.is_dir()):
+            for folder in sorted(p for p in student.iterdir() if p.is_dir()):
+                if assignment is not None and folder.name != assignment:
+                    continue
+                notebooks = sorted(folder.glob("*.ipynb"))
+                if notebooks:
+                    seen.add(folder.name)
+                    chosen = next((n for n in notebooks if _mentions(n, target)), notebooks[0])
+                    graded[chosen] = student.name
+    if len(seen) > 1:
+        raise InputError(
+            f"several assignments in nbgrader's submitted/ ({', '.join(sorted(seen))}): "
+            "choose one with --assignment NAME"
+        )
+    found = {**graded, **student_names(find_submissions(flat))} if flat else graded
+    return found, (assignment or next(iter(seen), None))
+
+
 def _magic_target(source: str) -> tuple[str, str] | None:
     """(NAME, kind) of a `%%tgvariable NAME [--kind K]` cell, else None."""
     first = source.lstrip().split("\n", 1)[0]
@@ -84,12 +135,6 @@ def find_answer(nb: Any, target: str) -> tuple[int, str]:
             f"no answer cell: no `%%tgvariable {target}` cell and no cell tagged {target}"
         )
     return tagged
-
-
-def first_line(text: str, width: int = 120) -> str:
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    first = lines[0] if lines else ""
-    return first if len(first) <= width else first[: width - 1] + "…"
 
 
 def read_notebook(path: Path) -> Any:

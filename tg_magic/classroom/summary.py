@@ -7,8 +7,8 @@ import html
 import io
 from pathlib import Path
 
-from .grading import Assignment
 from .results import Result, write_atomic
+from .scoring import Assignment
 
 
 def test_columns(results: list[Result]) -> list[str]:
@@ -18,19 +18,27 @@ def test_columns(results: list[Result]) -> list[str]:
     return names
 
 
+def summary_counts(results: list[Result]) -> dict[str, int]:
+    """Rows by outcome: ok, timed out, error (they add up to the rows)."""
+    timed = sum(1 for r in results if r.status.startswith("timed out"))
+    ok = sum(1 for r in results if r.ok)
+    return {"ok": ok, "timed out": timed, "error": len(results) - ok - timed}
+
+
 def _score(value: float | None) -> str:
     return "" if value is None else f"{value:.2f}"
 
 
 def summary_rows(results: list[Result], mode: str) -> tuple[list[str], list[list[str]]]:
     tests = test_columns(results)
-    head = ["student", "notebook", "status", "score"]
+    head = ["student", "notebook", "status", "score", "points"]
     if mode == "tests":
         head += ["passed", "total", *tests]
     head += ["hint", "feedback_notebook"]
     rows = []
     for r in results:
-        row = [r.student, r.notebook, r.status, _score(r.score)]
+        points = "" if r.points is None else f"{r.points:g}"
+        row = [r.student, r.notebook, r.status, _score(r.score), points]
         if mode == "tests":
             row += [
                 "" if r.passed is None else str(r.passed),
@@ -51,7 +59,7 @@ def write_csv(results: list[Result], mode: str, path: Path) -> None:
     write_atomic(path, buffer.getvalue())
 
 
-_STYLE = """
+STYLE = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em; color: #222; }
 h1 { font-size: 1.4em; } p.meta { color: #555; }
 table { border-collapse: collapse; margin-top: 1em; }
@@ -69,7 +77,7 @@ def write_html(results: list[Result], assignment: Assignment, path: Path) -> Non
     per test, and how many students passed each test."""
     esc = html.escape
     tests = test_columns(results) if assignment.mode == "tests" else []
-    ok = [r for r in results if r.ok]
+    counts = summary_counts(results)
     scores = [r.score for r in results if r.score is not None]
     mean = f"{sum(scores) / len(scores):.2f}" if scores else "–"
     head = ["student", "status", "score"]
@@ -111,10 +119,11 @@ def write_html(results: list[Result], assignment: Assignment, path: Path) -> Non
     title = f"Feedback on {assignment.target}"
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>
-<style>{_STYLE}</style></head><body>
+<style>{STYLE}</style></head><body>
 <h1>{esc(title)}</h1>
-<p class="meta">{len(results)} notebooks, {len(ok)} scored, {len(results) - len(ok)} with errors;
-mean score {mean}. Scored against {esc(assignment.mode)}.</p>
+<p class="meta">{len(results)} notebooks: {counts["ok"]} scored, {counts["timed out"]} timed out,
+{counts["error"]} with errors; mean score {mean} over the {len(scores)} rows with a score.
+Scored against {esc(assignment.mode)}.</p>
 <table><thead><tr>{"".join(f"<th>{h}</th>" for h in head)}</tr></thead>
 <tbody>
 {chr(10).join(body)}

@@ -3,11 +3,14 @@
     tg-magic demo [--engine E] [--steps N]
     tg-magic run NOTEBOOK [--output FILE] [--engine E] [--timeout S]
     tg-magic feedback SUBMISSION... --target NAME (--tests FILE | --rubric FILE) --out DIR
+    tg-magic serve --class DIR [--port P]
+    tg-magic tokens --class DIR --students roster.csv [--teacher] [--expires DATE]
 
 The command line is a face of its own, beside the notebook magics: it parses arguments, calls
 the library (or runs a notebook kernel), and prints what came back. No prompt is written here.
-One module per command (`demo`, `run`, `feedback`), each with its `add_parser`; this module
-holds what they share: the parser class, the exit codes, one-line failures, `main`.
+One module per command (`demo`, `run`, `feedback`, `serve`, `tokens`), each with its
+`add_parser`; this module holds what they share: the parser class, the exit codes, one-line
+failures, `main`.
 """
 
 from __future__ import annotations
@@ -43,14 +46,8 @@ def engine_for(spec: str | None) -> Any:
     return get_engine(spec) if spec else None
 
 
-def short(text: str, width: int = 88) -> str:
-    """`text` on one line, cut at `width` characters."""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 1] + "…"
-
-
 def build_parser() -> CommandLineParser:
-    from . import demo, feedback, run
+    from . import demo, feedback, run, serve, tokens
 
     parser = CommandLineParser(
         prog="tg-magic",
@@ -58,7 +55,7 @@ def build_parser() -> CommandLineParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandLineParser)
     sub.required = True
-    for command in (demo, run, feedback):
+    for command in (demo, run, feedback, serve, tokens):
         command.add_parser(sub)
     return parser
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from . import engine_for, fail
+from . import EXIT_FAILED, engine_for, fail
 
 
 class _Progress:
@@ -33,8 +33,9 @@ class _Progress:
 
 
 def cmd_feedback(args: argparse.Namespace) -> int:
-    from .. import classroom
-    from ..loss import TestLoss
+    from .. import classroom, sandbox
+    from ..classroom import gradebook
+    from ..classroom.teacher_tests import TeacherTests
 
     loss_file = Path(args.tests or args.rubric).expanduser()
     option = "--tests" if args.tests else "--rubric"
@@ -44,11 +45,23 @@ def cmd_feedback(args: argparse.Namespace) -> int:
     if not text.strip():
         return fail("feedback", f"{option} {loss_file} is empty")
     if args.tests:
-        TestLoss(text)  # tests that do not parse: a one-line input error, before any notebook
+        TeacherTests.parse(text)  # tests that do not parse: one line, before any notebook
+        if not args.unsandboxed and not sandbox.available():
+            return fail(
+                "feedback",
+                "student code runs only in the sandbox, and bubblewrap is not installed: "
+                "sudo apt-get install bubblewrap (or pass --unsandboxed for code you trust)",
+            )
+    solution = ""
+    if args.solution:
+        solution_file = Path(args.solution).expanduser()
+        if not solution_file.is_file():
+            return fail("feedback", f"--solution {solution_file}: file not found")
+        solution = solution_file.read_text(encoding="utf-8")
     if args.jobs < 1:
         return fail("feedback", "--jobs must be at least 1")
-    files = classroom.find_submissions(args.submissions)
-    if not files:
+    students, layout_name = classroom.discover(args.submissions, args.target, args.assignment)
+    if not students:
         return fail("feedback", "no .ipynb files found in " + " ".join(args.submissions))
     out_dir = Path(args.out).expanduser()
     if out_dir.exists() and not out_dir.is_dir():
@@ -59,8 +72,11 @@ def cmd_feedback(args: argparse.Namespace) -> int:
         text,
         engine=engine_for(args.engine),
         timeout=args.timeout,
+        solution=solution,
+        name=args.assignment or layout_name or args.target,
+        allow_unsandboxed=args.unsandboxed,
     )
-    bar = _Progress("feedback", len(files))
+    bar = _Progress("feedback", len(students))
     bar.update(0)
 
     def done(result: classroom.Result, count: int, total: int) -> None:
@@ -68,10 +84,13 @@ def cmd_feedback(args: argparse.Namespace) -> int:
         bar.update(count, f"{result.student}: {state}")
 
     results = classroom.run(
-        files, assignment, out_dir, jobs=args.jobs, force=args.force, on_done=done
+        students, assignment, out_dir, jobs=args.jobs, force=args.force, on_done=done
     )
     classroom.write_csv(results, assignment.mode, out_dir / "summary.csv")
     classroom.write_html(results, assignment, out_dir / "summary.html")
+    gradebook.update_gradebook(
+        out_dir / "gradebook.csv", assignment.title, {r.student: r.points for r in results}
+    )
     width = max(len(r.student) for r in results)
     for r in results:
         score = "  –  " if r.score is None else f"{r.score:.2f}"
@@ -79,12 +98,15 @@ def cmd_feedback(args: argparse.Namespace) -> int:
         state = "" if r.ok else "  " + r.status
         again = "  (done before)" if r.skipped else ""
         print(f"{r.student:<{width}}  {score}{counts}{state}{again}")
+    counted = classroom.summary_counts(results)
     skipped = sum(1 for r in results if r.skipped)
-    errors = sum(1 for r in results if not r.ok)
     print(
-        f"{len(results)} notebooks ({skipped} done before, {errors} with errors): "
-        f"{out_dir / 'summary.csv'}, {out_dir / 'summary.html'}"
+        f"{len(results)} notebooks ({skipped} done before, {counted['timed out']} timed out, "
+        f"{counted['error']} with errors): {out_dir / 'summary.csv'}, "
+        f"{out_dir / 'summary.html'}, {out_dir / 'gradebook.csv'}"
     )
+    if counted["ok"] == 0:
+        return fail("feedback", "no notebook could be scored (see the rows above)", EXIT_FAILED)
     return 0
 
 
@@ -113,4 +135,17 @@ def add_parser(sub: Any) -> None:
     fb.add_argument("--jobs", type=int, default=4, help="notebooks at once (default 4)")
     fb.add_argument("--timeout", type=float, default=20.0, help="seconds per test run")
     fb.add_argument("--force", action="store_true", help="redo notebooks finished before")
+    fb.add_argument(
+        "--solution", metavar="FILE", help="the reference solution (the hint's leak check)"
+    )
+    fb.add_argument(
+        "--assignment",
+        metavar="NAME",
+        help="the gradebook column; with nbgrader's submitted/ layout, which assignment",
+    )
+    fb.add_argument(
+        "--unsandboxed",
+        action="store_true",
+        help="run the tests without bubblewrap (only for code you trust)",
+    )
     fb.set_defaults(func=cmd_feedback)

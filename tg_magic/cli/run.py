@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from . import EXIT_FAILED, engine_for, fail, short
+from ..text import first_line, one_line
+from . import EXIT_FAILED, engine_for, fail
 
 USAGE_EXPRESSION = (
     "__import__('json').dumps(__import__('dataclasses').asdict(__import__('tg_magic').usage()))"
@@ -33,8 +34,7 @@ class _Executed:
 
 
 def _first_line(source: str) -> str:
-    lines = [line for line in source.splitlines() if line.strip()]
-    return short(lines[0], 70) if lines else "(empty)"
+    return first_line(source, 70) or "(empty)"
 
 
 async def _execute(client: Any, nb: Any, progress: Callable[[int, Any], None]) -> _Executed:
@@ -70,7 +70,9 @@ async def _cells(
                 )
             except CellExecutionError as exc:
                 what = f"{exc.ename}: {exc.evalue}" if exc.ename else str(exc).splitlines()[-1]
-                error = f"cell {index + 1} ({_first_line(cell.source)}) failed: {short(what, 200)}"
+                error = (
+                    f"cell {index + 1} ({_first_line(cell.source)}) failed: {one_line(what, 200)}"
+                )
                 break
             except CellTimeoutError:
                 error = f"cell {index + 1} ({_first_line(cell.source)}) timed out"
@@ -79,7 +81,7 @@ async def _cells(
                 kernel_log.seek(0)
                 last = [line for line in kernel_log.read().splitlines() if line.strip()][-1:]
                 error = f"the kernel died in cell {index + 1} ({_first_line(cell.source)})" + (
-                    f": {short(last[0], 150)}" if last else ""
+                    f": {one_line(last[0], 150)}" if last else ""
                 )
                 break
             executed += 1
@@ -174,7 +176,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     import nbformat
     from nbclient import NotebookClient
 
-    from ..notebook.apply import save_notebook
+    from ..nbfile import save_notebook
 
     source = Path(args.notebook).expanduser()
     if not source.is_file():
@@ -182,7 +184,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         nb = nbformat.read(source, as_version=4)
     except Exception as exc:
-        return fail("run", f"{source} is not a readable notebook: {short(str(exc), 150)}")
+        return fail("run", f"{source} is not a readable notebook: {one_line(str(exc), 150)}")
     output = Path(args.output).expanduser() if args.output else source.with_suffix(".run.ipynb")
     if output.suffix != ".ipynb":
         return fail("run", f"--output {args.output}: the output must be an .ipynb file")

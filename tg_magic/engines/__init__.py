@@ -6,9 +6,11 @@ imported at the first call, never at `import tg_magic`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
+from typing import Any
 
 from ..errors import EngineError, InputError
 from .base import Engine, Request, set_concurrency
@@ -36,15 +38,28 @@ _lock = threading.Lock()
 
 SPEC_HELP = (
     "use 'anthropic:MODEL' (e.g. anthropic:claude-haiku-5-5), 'openai:MODEL@BASE_URL', "
-    "'local' or 'local:PATH.gguf'"
+    "'local' or 'local:PATH.gguf' (or TextGrad's claude-*, gpt-*, ollama-MODEL)"
 )
 
 
-def get_engine(spec: str | Engine | None = None) -> Engine:
+def get_engine(
+    spec: str | Engine | None = None, *, engine_name: str | None = None, **options: Any
+) -> Engine:
     """The engine for a spec (one shared instance per spec); None gives the `engine` setting,
-    else the default engine."""
+    else the default engine.
+
+    TextGrad's names and keywords work too (`get_engine(engine_name="gpt-4o", cache=False)`,
+    see engines/names.py); an engine made with options is not shared."""
+    if engine_name is not None:
+        spec = engine_name
     if isinstance(spec, Engine):
         return spec
+    if options:
+        from .names import make
+
+        if not isinstance(spec, str):
+            raise InputError(f"engine options need an engine name: {SPEC_HELP}")
+        return make(spec.strip(), **options)
     if spec is None:
         from ..config import settings
 
@@ -74,10 +89,10 @@ def _make(spec: str) -> Engine:
         from .local import LocalEngine
 
         return LocalEngine(rest or None)
-    if provider in ("claude-haiku-5-5", "claude-sonnet-5-5", "claude-opus-5-5") or spec.startswith(
-        "claude"
-    ):
-        raise InputError(f"unknown engine {spec!r}: did you mean 'anthropic:{spec}'?")
+    from .names import is_textgrad_name, make
+
+    if is_textgrad_name(spec):  # gpt-4o, claude-..., ollama-MODEL, experimental:...
+        return make(spec)
     raise InputError(f"unknown engine {spec!r}: {SPEC_HELP}")
 
 
@@ -100,3 +115,30 @@ def default_engine() -> Engine:
         )
         default_engine.announced = True  # type: ignore[attr-defined]
     return engine
+
+
+def default_spec() -> str:
+    """The spec of the engine `default_engine()` gives (without making it)."""
+    return (
+        f"anthropic:{DEFAULT_ANTHROPIC_MODEL}" if os.environ.get("ANTHROPIC_API_KEY") else "local"
+    )
+
+
+def preload() -> None:
+    """Import the provider SDK of the configured engines in the background (importing
+    `anthropic` takes about 1.3 s), so a run's first model call does not wait for it."""
+    from ..config import settings
+
+    specs = {str(getattr(s, "spec", s)) for s in (settings.engine, settings.backward_engine) if s}
+    modules = {
+        {"anthropic": "anthropic", "openai": "openai"}.get(spec.partition(":")[0], "")
+        for spec in (specs or {default_spec()})
+    } - {""}
+    for module in modules - set(sys.modules):
+        name = f"tg-magic-import-{module}"
+        threading.Thread(target=_import_quietly, args=(module,), name=name, daemon=True).start()
+
+
+def _import_quietly(module: str) -> None:
+    with contextlib.suppress(ImportError):  # the first call says what to install
+        __import__(module)

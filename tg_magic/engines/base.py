@@ -1,17 +1,24 @@
-"""The engine contract: one async completion method per provider; caching, budget, usage and
-concurrency are done once, here, for all of them."""
+"""The engine contract: one async completion method per provider; caching, budget, usage,
+retries of unusable replies and concurrency are done once, here, for all of them."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from .. import runtime
-from ..errors import EngineError, TgMagicError, redact
-from .cache import get_cache
-from .usage import METER, Usage, price
+from ..errors import EngineError, TgMagicError, UnusableReply, redact, valid_text
+from ..images import Image, Part, as_parts, text_of
+from .cache import get_cache, own_cache
+from .usage import METER, Claim, Usage, has_price, price
+
+# Before a model has answered, a call is expected to write this many tokens (at most max_tokens).
+FIRST_OUTPUT_GUESS = 1024
+RETRY_DELAY = 0.25  # seconds before retrying an unusable reply; doubled each time
 
 # A request's `structured` value naming the optimizer's reply format: engines that can constrain
 # decoding (the local model's grammar) force `<IMPROVED_VARIABLE>...</IMPROVED_VARIABLE>`.
@@ -26,10 +33,20 @@ class Request:
     system: str | None = None
     max_tokens: int = 2048
     structured: str | None = None
+    # A message of several parts (text and images, in order); `prompt` is then their text.
+    parts: tuple[Part, ...] = ()
+
+    @property
+    def images(self) -> list[Image]:
+        return [p for p in self.parts if isinstance(p, Image)]
 
     def key(self, engine_spec: str) -> str:
-        payload = json.dumps([engine_spec, asdict(self)], sort_keys=True, ensure_ascii=False)
-        return hashlib.sha256(payload.encode()).hexdigest()
+        fields: dict[str, Any] = asdict(self)
+        del fields["parts"]
+        if self.parts:  # images enter the key by digest; text-only keys stay as they were
+            fields["parts"] = [p if isinstance(p, str) else p.digest() for p in self.parts]
+        payload = json.dumps([engine_spec, fields], sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -58,56 +75,172 @@ def _semaphore() -> asyncio.Semaphore:
 
 
 class Engine:
-    """A model. Subclasses implement `_complete`; callers use `agenerate` or `generate`."""
+    """A model. Subclasses implement `_complete`; callers use `agenerate` or `generate`.
+
+    Also TextGrad's `EngineLM`: a subclass that overrides `generate` (a def or an async def)
+    instead of `_complete` is called through the same cache, budget and usage (engines/custom.py).
+    """
 
     spec: str = "engine"
     model: str = ""
     # Small models get shorter prompts; the gradient and update logic stay the same.
     small: bool = False
+    # A reply cache of this engine only (TextGrad's `cache=`): None uses the shared cache,
+    # False none, else a mapping (e.g. a diskcache.Cache).
+    reply_cache: Any = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        from .custom import adopt
+
+        adopt(cls)
+
+    @property
+    def model_string(self) -> str:
+        """TextGrad's name for `model`."""
+        return self.model
+
+    @model_string.setter
+    def model_string(self, value: str) -> None:
+        self.model = value
+
+    # A model that costs nothing (in-process): a dollar budget needs no price for it.
+    free: bool = False
+    # Attempts after the first for an unusable reply (and, in the SDKs, for errors and timeouts).
+    max_retries: int = 2
+    # Seconds per request when `tg.configure(request_timeout=...)` is not set.
+    default_timeout: float = 120.0
+    # Learned from the provider's counts: actual input tokens per estimated one, output tokens.
+    _input_ratio: float = 1.0
+    _outputs: tuple[int, int] = (0, 0)  # (sum, calls)
 
     async def _complete(self, request: Request) -> Reply:
-        raise NotImplementedError
+        from .custom import complete
+
+        return await complete(self, request)
+
+    async def count_input_tokens(self, request: Request) -> int | None:
+        """The provider's exact count of the request's input tokens, when it offers one."""
+        return None
+
+    def request_timeout(self) -> float:
+        from ..config import settings
+
+        return settings.request_timeout or self.default_timeout
 
     async def agenerate(
         self,
-        prompt: str,
+        prompt: str | list[Any],
         system_prompt: str | None = None,
         *,
         max_tokens: int = 2048,
         structured: str | None = None,
     ) -> str:
-        """The reply text: from the cache, or from the model within the budget."""
-        request = Request(prompt, system_prompt, max_tokens, structured)
+        """The reply text: from the cache, or from the model within the budget.
+
+        `prompt` is text, or (TextGrad's multimodal content) a list of texts and images."""
+        parts = () if isinstance(prompt, str) else as_parts(prompt)
+        text = prompt if isinstance(prompt, str) else text_of(parts)
+        system = None if system_prompt is None else valid_text(system_prompt)
+        request = Request(valid_text(text), system, max_tokens, structured, parts)
         key = request.key(self.spec)
-        cache = get_cache()
+        cache = get_cache() if self.reply_cache is None else own_cache(self.reply_cache)
         hit = cache.get(key) if cache is not None else None
         if hit is not None:
             text, _ = hit
             METER.settle(Usage(calls=1, cached_calls=1))
             return text
-        est_in = (len(prompt) + len(system_prompt or "")) // 4 + 1
-        est_dollars = price(self.model, est_in, max_tokens)
-        METER.reserve(est_dollars, est_in + max_tokens)
-        usage = Usage()
-        try:
-            async with _semaphore():
-                reply = await self._complete(request)
-            usage = reply.usage
-        except TgMagicError:
-            raise
-        except Exception as exc:
-            raise EngineError(
-                f"{self.spec}: the model call failed: {redact(f'{type(exc).__name__}: {exc}')}"
-            ) from None
-        finally:
-            METER.settle(usage, est_dollars, est_in + max_tokens)
+        async with _semaphore():
+            reply = await self._call(request)
         if cache is not None:
-            cache.put(key, self.spec, reply.text, _usage_dict(usage))
+            cache.put(key, self.spec, reply.text, _usage_dict(reply.usage))
         return reply.text
 
-    def generate(self, prompt: str, system_prompt: str | None = None, **kwargs: object) -> str:
+    async def _call(self, request: Request) -> Reply:
+        """One reply with text, retrying unusable ones; errors become one line."""
+        delay = RETRY_DELAY
+        for attempt in range(self.max_retries + 1):
+            try:
+                reply = await self._attempt(request)
+            except UnusableReply as exc:
+                what = str(exc)
+            except TgMagicError:
+                raise
+            except Exception as exc:
+                raise self._failure(exc) from None
+            else:
+                if reply.text.strip():
+                    return reply
+                what = "an empty reply (no text)"
+            if attempt < self.max_retries:
+                await asyncio.sleep(delay)
+                delay *= 2
+        raise EngineError(
+            f"{self.spec}: no usable reply in {self.max_retries + 1} attempts; the last was "
+            f"{what}. Check the provider's status page (and ANTHROPIC_BASE_URL or the server "
+            "address) and run again"
+        )
+
+    async def _attempt(self, request: Request) -> Reply:
+        """One call, admitted by the budget and settled with the tokens the provider reports."""
+        counted = await self.count_input_tokens(request) if METER.active else None
+        claim, estimate = self._claim(request, counted)
+        await METER.reserve(claim)
+        usage = Usage()
+        try:
+            reply = await self._complete(request)
+            usage = reply.usage
+        finally:
+            METER.settle(usage, claim)
+        if counted is None and usage.input_tokens > estimate:
+            self._input_ratio = max(self._input_ratio, usage.input_tokens / estimate)
+        if usage.output_tokens:
+            total, calls = self._outputs
+            self._outputs = (total + usage.output_tokens, calls + 1)
+        return reply
+
+    def _claim(self, request: Request, counted: int | None) -> tuple[Claim, int]:
+        """Expected and worst cost of a request; the worst input without a count is the UTF-8
+        size (a token is at least one byte), the worst output `max_tokens`."""
+        size = len((request.system or "").encode()) + len(request.prompt.encode()) + 16
+        estimate = size // 3 + 1
+        if counted is not None:
+            expected_in = worst_in = counted
+        else:
+            expected_in = math.ceil(estimate * self._input_ratio)
+            worst_in = max(expected_in, size)
+        total, calls = self._outputs
+        typical = math.ceil(total / calls * 1.25) if calls else FIRST_OUTPUT_GUESS
+        expected_out = min(request.max_tokens, typical)
+        claim = Claim(
+            dollars=price(self.model, expected_in, expected_out),
+            tokens=expected_in + expected_out,
+            worst_dollars=price(self.model, worst_in, request.max_tokens),
+            worst_tokens=worst_in + request.max_tokens,
+            input_tokens=expected_in,
+            output_tokens=expected_out,
+            priced=self.free or has_price(self.model),
+            model=self.model,
+        )
+        return claim, estimate
+
+    def _failure(self, exc: Exception) -> EngineError:
+        """A failed call as one line: a timeout names the setting that changes it."""
+        if type(exc).__name__ == "APITimeoutError":
+            return EngineError(
+                f"{self.spec}: no reply within the request timeout of {self.request_timeout():g} "
+                f"s, in {self.max_retries + 1} attempts; raise it with "
+                "tg.configure(request_timeout=SECONDS) (or %tgconfig), or check the network"
+            )
+        return EngineError(
+            f"{self.spec}: the model call failed: {redact(f'{type(exc).__name__}: {exc}')}"
+        )
+
+    def generate(
+        self, content: str | list[Any], system_prompt: str | None = None, **kwargs: object
+    ) -> str:
         """Synchronous call (works inside a running Jupyter kernel too)."""
-        return runtime.run(self.agenerate(prompt, system_prompt, **kwargs))  # type: ignore[arg-type]
+        return runtime.run(self.agenerate(content, system_prompt, **kwargs))  # type: ignore[arg-type]
 
     __call__ = generate
 

@@ -1,7 +1,9 @@
 """A persistent cache of model replies: re-running a notebook costs nothing and repeats itself.
 
 SQLite in WAL mode, keyed by a hash of the engine and the full request; safe across threads and
-processes. Keys and values hold prompts and replies only, never credentials.
+processes. Keys and values hold prompts and replies only, never credentials. A cache that cannot
+be read or written (full disk, read-only file, a lock held too long) is said once and skipped:
+the reply, already paid for, goes on to the caller.
 """
 
 from __future__ import annotations
@@ -9,10 +11,11 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import sys
 import threading
 from pathlib import Path
 
-from ..errors import InputError
+from ..errors import InputError, valid_text
 
 
 def default_path() -> Path | None:
@@ -30,9 +33,12 @@ def default_path() -> Path | None:
 class Cache:
     """Reply cache; one connection per thread, all writing to the same file."""
 
+    busy_timeout = 5.0  # seconds to wait for another writer before giving up on a write
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self._local = threading.local()
+        self._warned = False
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._connection()
@@ -45,7 +51,7 @@ class Cache:
     def _connection(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS replies "
@@ -55,18 +61,37 @@ class Cache:
         return conn
 
     def get(self, key: str) -> tuple[str, dict[str, int]] | None:
-        row = (
-            self._connection()
-            .execute("SELECT reply, usage FROM replies WHERE key = ?", (key,))
-            .fetchone()
-        )
-        return None if row is None else (row[0], json.loads(row[1]))
+        """The cached reply, or None (also when the cache cannot be read: said once)."""
+        try:
+            row = (
+                self._connection()
+                .execute("SELECT reply, usage FROM replies WHERE key = ?", (key,))
+                .fetchone()
+            )
+            return None if row is None else (row[0], json.loads(row[1]))
+        except (sqlite3.Error, OSError, ValueError) as exc:
+            self._warn("read", exc)
+            return None
 
     def put(self, key: str, engine: str, reply: str, usage: dict[str, int]) -> None:
-        self._connection().execute(
-            "INSERT OR REPLACE INTO replies VALUES (?, ?, ?, ?)",
-            (key, engine, reply, json.dumps(usage)),
-        )
+        """Keep a reply; a failed write is said once and the run goes on without it."""
+        try:
+            self._connection().execute(
+                "INSERT OR REPLACE INTO replies VALUES (?, ?, ?, ?)",
+                (key, engine, valid_text(reply), json.dumps(usage)),
+            )
+        except (sqlite3.Error, OSError) as exc:
+            self._warn("write to", exc)
+
+    def _warn(self, action: str, exc: Exception) -> None:
+        if not self._warned:
+            self._warned = True
+            print(
+                f"tg_magic: cannot {action} the cache {self.path} ({exc}); the run goes on "
+                "and keeps its replies, uncached; free space or choose another file with "
+                "tg.set_cache(PATH)",
+                file=sys.stderr,
+            )
 
     def __len__(self) -> int:
         return int(self._connection().execute("SELECT COUNT(*) FROM replies").fetchone()[0])
@@ -97,3 +122,26 @@ def set_cache(path: str | os.PathLike[str] | None) -> None:
     from ..config import configure
 
     configure(cache="off" if path is None else str(Path(path).expanduser()))
+
+
+class _MappingCache:
+    """One engine's own reply store (TextGrad's `cache=diskcache.Cache(...)`): key -> reply."""
+
+    def __init__(self, mapping: object) -> None:
+        self.mapping = mapping
+
+    def get(self, key: str) -> tuple[str, dict[str, int]] | None:
+        hit = self.mapping.get(key)  # type: ignore[attr-defined]
+        return None if hit is None else (str(hit), {})
+
+    def put(self, key: str, engine: str, reply: str, usage: dict[str, int]) -> None:
+        self.mapping[key] = reply  # type: ignore[index]
+
+
+def own_cache(reply_cache: object) -> Cache | _MappingCache | None:
+    """An engine's `reply_cache`: False for none, True for the shared cache, else a mapping."""
+    if reply_cache is False:
+        return None
+    if reply_cache is True:
+        return get_cache()
+    return _MappingCache(reply_cache)

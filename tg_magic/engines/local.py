@@ -319,6 +319,8 @@ def _messages(llama: Any, request: Request, max_out: int, context: int) -> list[
 class LocalEngine(Engine):
     """`local` (SmolLM2-135M-Instruct) or `local:PATH.gguf`, run in-process by llama.cpp."""
 
+    free = True  # runs in this process: a dollar budget needs no price for it
+
     def __init__(self, path: str | None = None) -> None:
         # Only cheap checks here: the model is loaded at the first call, once per process.
         _require_llama_cpp()
@@ -356,6 +358,10 @@ class LocalEngine(Engine):
         return loaded_model(self.path)
 
     async def _complete(self, request: Request) -> Reply:
+        if request.images:
+            raise EngineError(
+                f"{self.spec} cannot read images: use a multimodal engine (anthropic:MODEL)"
+            )
         # Generation runs on the model's own thread so the async core's loop is never blocked.
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(_worker(self._key), self._generate, request)

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from typing import Any
 
-from ..errors import EngineError
+from ..errors import EngineError, UnusableReply
 from .base import Engine, Reply, Request, counted
 
 
 class OpenAIEngine(Engine):
     """Chat completions through the `openai` SDK (the `openai` extra); key from OPENAI_API_KEY."""
+
+    # Local servers (Ollama, LM Studio) on a CPU can take minutes for one long reply.
+    default_timeout = 300.0
 
     def __init__(self, model: str, base_url: str | None = None) -> None:
         self.model = model
@@ -30,18 +34,41 @@ class OpenAIEngine(Engine):
                 ) from None
             # Local servers accept any key; the SDK insists on having one.
             key = os.environ.get("OPENAI_API_KEY") or "not-needed"
-            self._clients[loop_id] = openai.AsyncOpenAI(api_key=key, base_url=self.base_url)
+            self._clients[loop_id] = openai.AsyncOpenAI(
+                api_key=key, base_url=self.base_url, max_retries=self.max_retries
+            )
         return self._clients[loop_id]
 
     async def _complete(self, request: Request) -> Reply:
-        messages = [{"role": "user", "content": request.prompt}]
+        messages: list[dict[str, Any]] = [{"role": "user", "content": _content(request)}]
         if request.system:
             messages.insert(0, {"role": "system", "content": request.system})
-        response = await self._sdk_client().chat.completions.create(
-            model=self.model, messages=messages, max_tokens=request.max_tokens
-        )
+        try:
+            response = await self._sdk_client().chat.completions.create(
+                model=self.model,
+                messages=messages,
+                max_tokens=request.max_tokens,
+                timeout=self.request_timeout(),
+            )
+        except json.JSONDecodeError as exc:
+            raise UnusableReply(f"a body that is not valid JSON ({exc})") from None
+        if not getattr(response, "choices", None):
+            raise UnusableReply(f"a body with no choices: {str(response)[:80]!r}")
         text = response.choices[0].message.content or ""
         u = response.usage
         return Reply(
             text, counted(self.model, u.prompt_tokens if u else 0, u.completion_tokens if u else 0)
         )
+
+
+def _content(request: Request) -> Any:
+    """The user message: text, or text and image_url parts (data URLs) in their order."""
+    if not request.parts:
+        return request.prompt
+    return [
+        {"type": "text", "text": p}
+        if isinstance(p, str)
+        else {"type": "image_url", "image_url": {"url": f"data:{p.media_type};base64,{p.base64()}"}}
+        for p in request.parts
+        if p
+    ]

@@ -1,13 +1,20 @@
-"""Token usage, cost and budget: counted per call, summed per scope (a step, a run)."""
+"""Token usage, cost and budget: counted per call, summed per scope (a step, a run).
+
+The budget holds under any concurrency: a call is admitted only while the spend so far, plus
+the expected cost of every call in flight, plus its own, fits the budget; and while the worst
+case of everything in flight (full `max_tokens`) stays within the budget plus one call. A call
+that does not fit waits for calls in flight to settle; when nothing is in flight it is refused.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, fields
 
-from ..errors import BudgetExceeded, InputError
+from ..errors import BudgetExceeded, EngineError, InputError
 
 # US dollars per million tokens: (input, output, cache read). Extend with set_price().
 # The 5.5 generation's prices are estimates until published: check and override them.
@@ -23,8 +30,13 @@ def set_price(model: str, input: float, output: float, cache_read: float | None 
     PRICES[model] = (input, output, input / 10 if cache_read is None else cache_read)
 
 
+def has_price(model: str) -> bool:
+    return model in PRICES
+
+
 def price(model: str, input_tokens: int, output_tokens: int, cache_read_tokens: int = 0) -> float:
-    """Cost in dollars; 0 for models without a price (local models, unknown servers)."""
+    """Cost in dollars; 0 for models without a price (local models, unknown servers): a dollar
+    budget refuses calls to those (see Meter.reserve)."""
     p_in, p_out, p_cache = PRICES.get(model, (0.0, 0.0, 0.0))
     return (input_tokens * p_in + output_tokens * p_out + cache_read_tokens * p_cache) / 1e6
 
@@ -58,6 +70,20 @@ class Usage:
         )
 
 
+@dataclass(frozen=True)
+class Claim:
+    """What a call about to be sent is expected to cost, and what it can cost at most."""
+
+    dollars: float
+    tokens: int
+    worst_dollars: float
+    worst_tokens: int
+    input_tokens: int
+    output_tokens: int  # expected
+    priced: bool = True  # False: the model has no price (a dollar budget refuses it)
+    model: str = ""
+
+
 class Meter:
     """Process-wide usage totals, open scopes, and the budget with in-flight reservations."""
 
@@ -68,8 +94,18 @@ class Meter:
         self.budget_dollars: float | None = None
         self.budget_tokens: int | None = None
         self._spent = Usage()  # since the budget was set
-        self._reserved_dollars = 0.0
-        self._reserved_tokens = 0
+        self._in_flight: list[Claim] = []
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+
+    @property
+    def active(self) -> bool:
+        return self.budget_dollars is not None or self.budget_tokens is not None
+
+    @property
+    def spent(self) -> Usage:
+        """Usage since the budget was last set."""
+        with self._lock:
+            return self._spent
 
     def set_budget(self, dollars: float | None = None, tokens: int | None = None) -> None:
         for value in (dollars, tokens):
@@ -78,36 +114,70 @@ class Meter:
         with self._lock:
             self.budget_dollars, self.budget_tokens = dollars, tokens
             self._spent = Usage()
+        self._wake()
 
-    def reserve(self, dollars: float, tokens: int) -> None:
-        """Claim room for a call about to start, or raise BudgetExceeded before it is sent."""
-        with self._lock:
-            over = []
-            if self.budget_dollars is not None and (
-                self._spent.cost + self._reserved_dollars + dollars > self.budget_dollars
-            ):
-                over.append(f"${self.budget_dollars:.4f} (spent ${self._spent.cost:.4f})")
-            if self.budget_tokens is not None and (
-                self._spent.tokens + self._reserved_tokens + tokens > self.budget_tokens
-            ):
-                over.append(f"{self.budget_tokens:,} tokens (spent {self._spent.tokens:,})")
-            if over:
-                raise BudgetExceeded(
-                    f"budget reached: the next call could exceed {' and '.join(over)}; "
-                    "results so far are kept. Raise it with tg.set_budget(...) to continue"
-                )
-            self._reserved_dollars += dollars
-            self._reserved_tokens += tokens
+    async def reserve(self, claim: Claim) -> None:
+        """Admit a call about to be sent, wait until it fits, or raise BudgetExceeded."""
+        if self.budget_dollars is not None and not claim.priced:
+            raise EngineError(
+                f"the model {claim.model!r} has no price, so a dollar budget cannot be kept: "
+                f"add it with tg.set_price({claim.model!r}, input=..., output=...) (dollars per "
+                "million tokens), or use a token budget tg.set_budget(tokens=...)"
+            )
+        while True:
+            with self._lock:
+                refusal = self._refusal(claim)
+                if refusal is None:
+                    self._in_flight.append(claim)
+                    return
+                if not self._in_flight:
+                    raise BudgetExceeded(refusal)
+                future = asyncio.get_running_loop().create_future()
+                self._waiters.append((asyncio.get_running_loop(), future))
+            await future
 
-    def settle(self, usage: Usage, reserved_dollars: float = 0.0, reserved_tokens: int = 0) -> None:
+    def _refusal(self, claim: Claim) -> str | None:
+        """Why `claim` cannot start now (None: it can). Called with the lock held."""
+        flying = [*self._in_flight, claim]
+        if self.budget_dollars is not None and _over(
+            self.budget_dollars, self._spent.cost, flying, "dollars", "worst_dollars"
+        ):
+            return (
+                f"budget reached: spent ${self._spent.cost:.4f} of ${self.budget_dollars:.4f}; "
+                f"the next call would cost about ${claim.dollars:.4f} ({claim.input_tokens:,} "
+                f"input + about {claim.output_tokens:,} output tokens); results so far are "
+                "kept. Raise it with tg.set_budget(dollars=...) to continue"
+            )
+        if self.budget_tokens is not None and _over(
+            self.budget_tokens, self._spent.tokens, flying, "tokens", "worst_tokens"
+        ):
+            return (
+                f"budget reached: spent {self._spent.tokens:,} of {self.budget_tokens:,} tokens; "
+                f"the next call would use about {claim.tokens:,} ({claim.input_tokens:,} input + "
+                f"about {claim.output_tokens:,} output); results so far are kept. "
+                "Raise it with tg.set_budget(tokens=...) to continue"
+            )
+        return None
+
+    def settle(self, usage: Usage, claim: Claim | None = None) -> None:
         """Record a finished call (and release its reservation)."""
         with self._lock:
-            self._reserved_dollars -= reserved_dollars
-            self._reserved_tokens -= reserved_tokens
+            if claim is not None:
+                self._in_flight.remove(claim)
             self.total = self.total + usage
             self._spent = self._spent + usage
             for scope in self._scopes:
                 scope.usage = scope.usage + usage
+        if claim is not None:
+            self._wake()
+
+    def _wake(self) -> None:
+        """Let every call waiting for room look again."""
+        with self._lock:
+            waiters, self._waiters = self._waiters, []
+        for loop, future in waiters:
+            with suppress(RuntimeError):  # that loop is closed: nobody waits there any more
+                loop.call_soon_threadsafe(_resolve, future)
 
     @contextmanager
     def scope(self) -> Iterator[UsageScope]:
@@ -129,4 +199,17 @@ class UsageScope:
     usage: Usage = field(default_factory=Usage)
 
 
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 METER = Meter()
+
+
+def _over(limit: float, spent: float, claims: list[Claim], expected: str, worst: str) -> bool:
+    """Whether the calls in flight plus the last claim could break the limit: their expected
+    cost must fit, and their worst cost may pass it by at most the last call's worst."""
+    expected_total = spent + sum(getattr(c, expected) for c in claims)
+    worst_total = spent + sum(getattr(c, worst) for c in claims)
+    return expected_total > limit or worst_total > limit + getattr(claims[-1], worst)

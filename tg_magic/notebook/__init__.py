@@ -16,13 +16,15 @@ def load_ipython_extension(ipython: Any) -> None:
 
 
 def unload_ipython_extension(ipython: Any) -> None:
-    from .magics import TgMagics, _live_transform
+    from .live import live_transform
+    from .magics import TgMagics
 
-    if _live_transform in ipython.input_transformers_post:
-        ipython.input_transformers_post.remove(_live_transform)
+    if live_transform in ipython.input_transformers_post:
+        ipython.input_transformers_post.remove(live_transform)
 
     for magics in [m for m in ipython.configurables if isinstance(m, TgMagics)]:
         ipython.events.unregister("pre_run_cell", magics._pre_run_cell)
+        magics.stop_listening()
         ipython.configurables.remove(magics)
     ipython.magics_manager.registry.pop("TgMagics", None)
     for kind in ("line", "cell"):

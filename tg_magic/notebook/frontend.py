@@ -8,6 +8,11 @@ the shell channel, so only after the running cell ends: `replace_cell` returns a
 outcome reaches `done(ok, message)` later. When no frontend registered the target, JupyterLab
 closes the comm at once with no answer: the extension is absent, the edit falls back to showing
 the new cell, and later requests are not sent at all (`replace_cell` returns False).
+
+The other way round, once the kernel has pinged it, the extension reports every edit of a
+`%%tgvariable` cell (typing, Ctrl-Z, our own replace) on comms it opens to the kernel's
+`tg_magic_cells` target: `{"action": "cell_changed", "cell_id", "source"}`; `listen` hands them
+to a callback, so the widgets follow the cell without it being run.
 """
 
 from __future__ import annotations
@@ -18,9 +23,10 @@ from collections.abc import Callable
 from typing import Any
 
 from ..config import settings
-from .apply import CellRef, Done, cell_source, show
+from .cellwriter import CellRef, Done, Written, shown, to_paste
 
 TARGET = "tg_magic"
+CHANGES_TARGET = "tg_magic_cells"
 
 UNKNOWN, PRESENT, ABSENT = "unknown", "present", "absent"
 
@@ -67,21 +73,15 @@ class CommTransport:
 
         def answered(data: dict[str, Any]) -> None:
             if data.get("ok"):
-                done(
-                    True,
-                    f"{ref.name}: the cell was updated in JupyterLab (Ctrl-Z in the cell undoes "
-                    "it); run the cell to use it",
-                )
+                text = "updated in JupyterLab; Ctrl-Z in the cell undoes it"
+                done(Written(True, text, True))
                 return
             error = str(data.get("error") or "no reason given").rstrip(".")
-            done(
-                False,
-                f"JupyterLab could not edit the cell of {ref.name} ({error}), so the cell was "
-                f"not edited: replace it with\n\n{cell_source(ref.magic_line, body)}",
-            )
+            text = f"JupyterLab could not edit the cell ({error}), so nothing changed: "
+            done(Written(False, text + to_paste(ref, body), False))
 
         def closed() -> None:
-            done(False, show(ref, body))
+            done(shown(ref, body))
 
         self._send(request, answered, closed)
         return True
@@ -124,3 +124,62 @@ class CommTransport:
 
         channel.on_msg(on_msg)
         channel.on_close(on_close)
+
+
+CellChanged = Callable[[str, str], None]
+
+
+def listen(on_change: CellChanged) -> Callable[[], None]:
+    """Take the extension's reports of cell edits: `on_change(cell_id, source)`. Returns the
+    function that stops listening (for %unload_ext)."""
+    import comm
+
+    def handle(data: Any) -> None:
+        if (
+            isinstance(data, dict)
+            and data.get("action") == "cell_changed"
+            and isinstance(data.get("cell_id"), str)
+            and isinstance(data.get("source"), str)
+        ):
+            on_change(data["cell_id"], data["source"])
+
+    def opened(channel: Any, msg: dict[str, Any]) -> None:
+        channel.on_msg(lambda m: handle((m.get("content") or {}).get("data")))
+        handle((msg.get("content") or {}).get("data"))
+
+    manager = comm.get_comm_manager()
+    manager.register_target(CHANGES_TARGET, opened)
+
+    def stop() -> None:
+        if manager.targets.get(CHANGES_TARGET) is opened:
+            manager.unregister_target(CHANGES_TARGET, opened)
+
+    return stop
+
+
+# -- where this kernel runs -----------------------------------------------------------
+
+
+def kernel_cell_id(shell: Any) -> str:
+    kernel = getattr(shell, "kernel", None)
+    try:
+        return str(kernel.get_parent()["metadata"].get("cellId", "")) if kernel else ""
+    except (AttributeError, KeyError, TypeError):
+        return ""
+
+
+def find_notebook(namespace: dict[str, Any]) -> str | None:
+    """The .ipynb this kernel runs: explicit, Jupyter server session, or VS Code."""
+    for candidate in (
+        settings.notebook,
+        namespace.get("__session__"),
+        os.environ.get("JPY_SESSION_NAME"),
+        namespace.get("__vsc_ipynb_file__"),
+    ):
+        if (
+            isinstance(candidate, str)
+            and candidate.endswith(".ipynb")
+            and os.path.exists(candidate)
+        ):
+            return candidate
+    return None

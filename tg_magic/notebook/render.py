@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import difflib
 import html
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from . import scores
+from .edits import first_line
+
 if TYPE_CHECKING:
+    from ..sandbox import TestReport
     from ..train import StepResult
     from .history import Entry
     from .session import CellVariable, Session
@@ -20,12 +25,14 @@ def gradients_markdown(name: str, texts: list[str]) -> str:
     return f"### Textual gradient of `{name}`\n\n{items}"
 
 
-def unified_diff(before: str, after: str, name: str) -> str:
+def unified_diff(
+    before: str, after: str, name: str, labels: tuple[str, str] = ("cell", "candidate")
+) -> str:
     lines = difflib.unified_diff(
         before.splitlines(),
         after.splitlines(),
-        f"{name} (cell)",
-        f"{name} (candidate)",
+        f"{name} ({labels[0]})",
+        f"{name} ({labels[1]})",
         lineterm="",
     )
     return "\n".join(lines) or "(no change)"
@@ -51,34 +58,159 @@ def progress_text(result: StepResult, steps: int) -> str:
     )
 
 
-def history_html(name: str, entries: list[Entry]) -> str:
+@dataclass(frozen=True)
+class HistoryRow:
+    """One iteration as %tghistory shows it."""
+
+    entry: Entry
+    in_cell: bool  # the cell holds this iteration now
+    tests: str  # "2 of 3 tests pass" ("" when unknown)
+    failures: list[str]  # "✗ name: first line" for each failed test
+
+
+def history_rows(session: Session, name: str) -> list[HistoryRow]:
+    entries = session.history.entries(name)
+    here = session.edits.in_cell(name) if name in session.variables else None
     rows = []
     for e in entries:
-        first = html.escape(e.value.strip().splitlines()[0][:80] if e.value.strip() else "")
+        report = session.test_report(name, e.value) if name in session.variables else None
+        failed = [line for line in scores.outcome_lines(report) if line.startswith("✗")]
         rows.append(
-            f"<tr><td>{e.n}</td><td>{e.status}</td><td>{score_text(e.score)}</td>"
-            f"<td>{score_text(e.val_score)}</td><td>{len(e.gradients)}</td>"
-            f"<td>{html.escape(e.usage)}</td><td><code>{first}</code></td></tr>"
+            HistoryRow(e, here is not None and e.n == here.n, scores.summary(report), failed)
         )
-    head = (
-        "<tr><th>#</th><th>status</th><th>score</th><th>validation</th><th>gradients</th>"
-        "<th>usage</th><th>value (first line)</th></tr>"
-    )
+    return rows
+
+
+_LEFT = ' style="text-align: left; vertical-align: top"'
+
+
+def _table(head: list[str], rows: list[list[str]]) -> str:
+    """An HTML table, every cell left-aligned (JupyterLab right-aligns them by default)."""
+    th = "".join(f"<th{_LEFT}>{h}</th>" for h in head)
+    body = "".join("<tr>" + "".join(f"<td{_LEFT}>{c}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><tr>{th}</tr>{body}</table>"
+
+
+def history_html(name: str, rows: list[HistoryRow]) -> str:
+    cells = []
+    for r in rows:
+        e = r.entry
+        tests = html.escape(r.tests) + "".join(f"<br>{html.escape(f)}" for f in r.failures)
+        cells.append(
+            [
+                f"{e.n}" + (" ◀ in the cell" if r.in_cell else ""),
+                e.status,
+                score_text(e.score),
+                score_text(e.val_score),
+                tests or "–",
+                html.escape(e.usage),
+                f"<code>{html.escape(first_line(e.value, 80))}</code>",
+            ]
+        )
+    head = ["#", "status", "score before", "score after", "tests", "usage", "first line"]
     return (
         f"<b>History of {html.escape(name)}</b> (accept one with <code>%tgaccept {name} N</code>)"
-        f"<table>{head}{''.join(rows)}</table>"
+        + _table(head, cells)
     )
 
 
-def history_text(name: str, entries: list[Entry]) -> str:
-    lines = [f"History of {name}:"]
-    for e in entries:
-        first = e.value.strip().splitlines()[0][:60] if e.value.strip() else ""
+def history_text(name: str, rows: list[HistoryRow]) -> str:
+    lines = [f"History of {name} (score before → score after each step):"]
+    for r in rows:
+        e = r.entry
+        mark = "◀ in the cell" if r.in_cell else ""
         lines.append(
-            f"  {e.n:>3} {e.status:<9} score {score_text(e.score):>6} "
-            f"val {score_text(e.val_score):>6}  {first}"
+            f"  {e.n:<3} {e.status:<9} score before {score_text(e.score):<6} "
+            f"score after {score_text(e.val_score):<6} {r.tests:<18} {first_line(e.value)} {mark}"
         )
-    return "\n".join(lines)
+        lines += [f"        {f}" for f in r.failures]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def tests_text(report: TestReport | None) -> str:
+    """The tests one a line, with the first line of each failure ("" when none ran)."""
+    head = scores.summary(report)
+    return (
+        "\n".join([f"tests: {head}", *(f"  {x}" for x in scores.outcome_lines(report))])
+        if head
+        else ""
+    )
+
+
+def tests_markdown(name: str, report: TestReport | None) -> str:
+    head = scores.summary(report)
+    items = "\n".join(
+        f"- {'✓' if t.passed else '✗'} `{t.name}`" + (f": {md_escape(t.why)}" if t.why else "")
+        for t in scores.outcomes(report)
+    )
+    return f"**tests of `{name}`**: {head}\n\n{items}" if head else ""
+
+
+def tests_html(report: TestReport | None) -> str:
+    head = scores.summary(report)
+    if not head:
+        return ""
+    items = "".join(
+        f'<li style="color: {_PASS if t.passed else _FAIL}">{"✓" if t.passed else "✗"} '
+        f"<code>{html.escape(t.name)}</code>{': ' + html.escape(t.why) if t.why else ''}</li>"
+        for t in scores.outcomes(report)
+    )
+    return (
+        f'<div class="tg-magic-tests">tests: <b>{html.escape(head)}</b>'
+        f'<ul style="margin: 2px 0; padding-left: 18px; list-style: none">{items}</ul></div>'
+    )
+
+
+_PASS = "var(--jp-success-color1, #388e3c)"
+_FAIL = "var(--jp-error-color1, #d32f2f)"
+
+
+def md_escape(text: str) -> str:
+    return text.replace("`", "\\`").replace("*", "\\*").replace("_", "\\_")
+
+
+def final_score(results: list[StepResult]) -> str:
+    """`; score 0.000 → 1.000` over a whole run ("" when no step scored)."""
+    if not results:
+        return ""
+    first, last = results[0], results[-1]
+    start = first.val_before if first.val_before is not None else first.score
+    end = last.val_after if last.val_after is not None else last.score
+    return f"; score {score_change(start, end)}" if end is not None else ""
+
+
+def engine_spec(setting: str) -> str:
+    """The engine a setting names, as a spec; the default says which engine it is."""
+    from ..config import settings
+    from ..engines import default_spec
+
+    value = getattr(settings, setting)
+    if value:
+        return str(getattr(value, "spec", value))
+    if setting == "backward_engine":
+        return f"(the engine: {engine_spec('engine').removeprefix('(default: ').rstrip(')')})"
+    return f"(default: {default_spec()})"
+
+
+def engines_text() -> str:
+    return f"engine {engine_spec('engine')}, backward {engine_spec('backward_engine')}"
+
+
+def containment_line() -> str:
+    """What a %%tgloss --tests cell says about where the tests run, in one line; without the
+    sandbox and without consent, how to get one or the other."""
+    from .. import sandbox
+    from ..config import settings
+
+    available = getattr(sandbox, "available", None)
+    contained = available() if available is not None else True
+    if contained or settings.allow_unsandboxed:
+        return f"tests run in a child process; {sandbox.containment()}"
+    return (
+        "the tests will not run until you choose: bubblewrap is missing here (install it with "
+        "apt-get install bubblewrap), or run them without the sandbox with "
+        "%tgconfig --allow-unsandboxed on"
+    )
 
 
 def graph_mermaid(session: Session) -> str:
@@ -179,179 +311,20 @@ def graph_html(session: Session) -> str:
         f'markerHeight="7" orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="{muted}"/></marker>'
         f"</defs>{''.join(edges)}{''.join(shapes)}</svg>"
     )
-    table = "".join(
-        f"<tr><td><code>{html.escape(loss.target)}</code></td><td><code>"
-        f"{html.escape(loss.name)}</code> ({loss.mode})</td><td>"
-        f"{html.escape(' '.join(latest_gradient(session, loss.target).split())[:300]) or '–'}"
-        "</td></tr>"
+    table = [
+        [
+            f"<code>{html.escape(loss.target)}</code>",
+            f"<code>{html.escape(loss.name)}</code> ({loss.mode})",
+            html.escape(" ".join(latest_gradient(session, loss.target).split())[:300]) or "–",
+        ]
         for loss in losses
-    )
+    ]
     return (
         f'<div>{svg}<div style="color: {muted}; font-size: 12px">hover an arrow for the '
         "latest gradient it carried</div>"
-        f"<table><tr><th>variable</th><th>→ loss</th><th>latest gradient</th></tr>{table}"
-        "</table></div>"
+        + _table(["variable", "→ loss", "latest gradient"], table)
+        + "</div>"
     )
-
-
-# -- HTML for the widgets: diffs (side by side and unified), folded, highlighted ---------------
-
-CONTEXT = 3  # unchanged lines kept around each change; longer stretches are folded
-
-_MONO = (
-    "font-family: var(--jp-code-font-family, monospace); "
-    "font-size: var(--jp-code-font-size, 13px); line-height: 1.4"
-)
-_BG = {
-    "delete": "background: rgba(255, 80, 80, 0.18)",
-    "insert": "background: rgba(40, 180, 70, 0.20)",
-    "fold": "background: rgba(128, 128, 128, 0.10); color: var(--jp-ui-font-color2, #777)",
-}
-_CELL = "padding: 0 6px; vertical-align: top; white-space: pre-wrap; overflow-wrap: anywhere"
-_NUM = (
-    "padding: 0 6px; vertical-align: top; text-align: right; user-select: none; "
-    "color: var(--jp-ui-font-color3, #999); width: 1%; white-space: nowrap"
-)
-
-
-def text_lines(text: str) -> list[str]:
-    """Lines as the diff and the highlighter both count them."""
-    lines = text.replace("\r\n", "\n").split("\n")
-    return lines[:-1] if lines and lines[-1] == "" else lines
-
-
-def _token_style(ttype: object) -> str:
-    from pygments import token as t
-
-    # JupyterLab's editor colours (so dark themes work), with light-theme fallbacks elsewhere.
-    table: list[tuple[object, str, str, str]] = [
-        (t.Comment, "comment", "#408080", "font-style: italic"),
-        (t.String, "string", "#ba2121", ""),
-        (t.Number, "number", "#008800", ""),
-        (t.Operator.Word, "keyword", "#008000", "font-weight: bold"),
-        (t.Keyword, "keyword", "#008000", "font-weight: bold"),
-        (t.Name.Builtin, "builtin", "#008000", ""),
-        (t.Name.Decorator, "meta", "#aa22ff", ""),
-        (t.Name.Function, "def", "#0000ff", ""),
-        (t.Name.Class, "def", "#0000ff", "font-weight: bold"),
-        (t.Operator, "operator", "#aa22ff", ""),
-    ]
-    for kind, var, fallback, extra in table:
-        if ttype in kind:  # type: ignore[operator]
-            return f"color: var(--jp-mirror-editor-{var}-color, {fallback}); {extra}".strip()
-    return ""
-
-
-def highlight_lines(text: str, kind: str) -> list[str]:
-    """The text as HTML, one string per line of `text_lines(text)`; Python is highlighted."""
-    lines = text_lines(text)
-    if kind != "code":
-        return [html.escape(line) for line in lines]
-    try:
-        from pygments.lexers import PythonLexer
-    except ImportError:  # pragma: no cover - pygments comes with IPython
-        return [html.escape(line) for line in lines]
-    out: list[str] = [""]
-    lexer = PythonLexer(stripnl=False, ensurenl=False)
-    for ttype, value in lexer.get_tokens("\n".join(lines)):
-        style = _token_style(ttype)
-        for i, piece in enumerate(value.split("\n")):
-            if i:
-                out.append("")
-            if piece:
-                escaped = html.escape(piece)
-                out[-1] += f'<span style="{style}">{escaped}</span>' if style else escaped
-    out += [""] * (len(lines) - len(out))
-    return out[: len(lines)]
-
-
-def _fold_text(n: int) -> str:
-    return f"… {n} unchanged line{'s' if n != 1 else ''}"
-
-
-def diff_rows(before: str, after: str, context: int = CONTEXT) -> list[tuple[str, int, int]]:
-    """Rows of a diff as (tag, index in before, index in after), tag one of equal, delete,
-    insert, replace (a changed line on both sides) or fold (then the indices are the start and
-    the number of unchanged lines left out). Empty when the texts are equal."""
-    a, b = text_lines(before), text_lines(after)
-    if a == b:
-        return []
-    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
-    rows: list[tuple[str, int, int]] = []
-    shown_to = 0  # lines of `before` accounted for so far
-    for group in matcher.get_grouped_opcodes(context):
-        start = group[0][1]
-        if start > shown_to:
-            rows.append(("fold", shown_to, start - shown_to))
-        for tag, i1, i2, j1, j2 in group:
-            if tag == "equal":
-                rows += [("equal", i1 + k, j1 + k) for k in range(i2 - i1)]
-            elif tag == "delete":
-                rows += [("delete", i, -1) for i in range(i1, i2)]
-            elif tag == "insert":
-                rows += [("insert", -1, j) for j in range(j1, j2)]
-            else:
-                for k in range(max(i2 - i1, j2 - j1)):
-                    i = i1 + k if i1 + k < i2 else -1
-                    j = j1 + k if j1 + k < j2 else -1
-                    rows.append(
-                        ("replace" if i >= 0 and j >= 0 else "delete" if i >= 0 else "insert", i, j)
-                    )
-        shown_to = group[-1][2]
-    if shown_to < len(a):
-        rows.append(("fold", shown_to, len(a) - shown_to))
-    return rows
-
-
-def _td(content: str, style: str) -> str:
-    return f'<td style="{style}">{content}</td>'
-
-
-def diff_html(before: str, after: str, *, kind: str = "text", mode: str = "side") -> str:
-    """The diff as an HTML table (inline styles only): `mode` is "side" (side by side) or
-    "unified"; unchanged stretches longer than the context are folded into one marker row."""
-    rows = diff_rows(before, after)
-    if not rows:
-        return f'<div style="{_MONO}; padding: 4px">(no change)</div>'
-    left, right = highlight_lines(before, kind), highlight_lines(after, kind)
-    out = []
-    for tag, i, j in rows:
-        if tag == "fold":
-            out.append(
-                f'<tr style="{_BG["fold"]}"><td colspan="4" style="{_CELL}; '
-                f'font-style: italic">{_fold_text(j)}</td></tr>'
-            )
-            continue
-        if mode == "side":
-            lstyle = _BG["delete"] if tag in ("delete", "replace") else ""
-            rstyle = _BG["insert"] if tag in ("insert", "replace") else ""
-            out.append(
-                "<tr>"
-                + _td(str(i + 1) if i >= 0 else "", f"{_NUM}; {lstyle}")
-                + _td(left[i] if i >= 0 else "", f"{_CELL}; width: 50%; {lstyle}")
-                + _td(str(j + 1) if j >= 0 else "", f"{_NUM}; {rstyle}")
-                + _td(right[j] if j >= 0 else "", f"{_CELL}; width: 50%; {rstyle}")
-                + "</tr>"
-            )
-            continue
-        lines = []
-        if tag == "equal":
-            lines.append(("", i, j, " ", left[i]))
-        if tag in ("delete", "replace"):
-            lines.append((_BG["delete"], i, -1, "-", left[i]))
-        if tag in ("insert", "replace"):
-            lines.append((_BG["insert"], -1, j, "+", right[j]))
-        for style, li, rj, sign, code in lines:
-            out.append(
-                f'<tr style="{style}">'
-                + _td(str(li + 1) if li >= 0 else "", _NUM)
-                + _td(str(rj + 1) if rj >= 0 else "", _NUM)
-                + _td(sign, _NUM)
-                + _td(code, _CELL)
-                + "</tr>"
-            )
-    table_style = f"border-collapse: collapse; width: 100%; table-layout: auto; {_MONO}"
-    return f'<table class="tg-magic-diff-{mode}" style="{table_style}">{"".join(out)}</table>'
 
 
 def score_change(before: float | None, after: float | None) -> str:
@@ -391,3 +364,38 @@ def score_curve_svg(points: list[float], *, width: int = 300, height: int = 80) 
         f'fill="{label}">{score_text(low)}</text>'
         f'<polyline points="{line}" fill="none" stroke="{color}" stroke-width="2"/>{dots}</svg>'
     )
+
+
+def settings_text(session: Session) -> str:
+    """What %tgconfig shows: every setting, as the library reads it now."""
+    from ..config import settings
+    from ..engines import METER, get_cache
+
+    cache = get_cache()
+    return "\n".join(
+        [
+            f"engine:           {engine_spec('engine')}",
+            f"backward engine:  {engine_spec('backward_engine')}",
+            f"concurrency:      {settings.concurrency}",
+            f"request timeout:  {_seconds(settings.request_timeout, 'the provider default')}",
+            f"run deadline:     {_seconds(settings.run_deadline, 'none')}",
+            f"budget:           {budget_text(METER.budget_dollars, METER.budget_tokens)}",
+            f"cache:            {cache.path if cache else 'off'}",
+            f"notebook:         {session.notebook or '(unknown)'}",
+            f"history:          {session.history.path}",
+            f"feedback-only:    {'on' if settings.feedback_only else 'off'}",
+            f"unsandboxed ok:   {'on' if settings.allow_unsandboxed else 'off'}",
+            f"usage so far:     {METER.total}",
+        ]
+    )
+
+
+def _seconds(value: float | None, unset: str) -> str:
+    return unset if value is None else f"{value:g} s"
+
+
+def budget_text(dollars: float | None, tokens: int | None) -> str:
+    parts = ([f"${dollars}"] if dollars is not None else []) + (
+        [f"{tokens:,} tokens"] if tokens is not None else []
+    )
+    return " and ".join(parts) or "none"

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import objectives
 from ..config import settings
@@ -18,8 +18,13 @@ from ..objectives import LossSpec
 from ..optim import TGD
 from ..train import Objective, StepResult, optimize
 from ..variable import Gradient, Variable
-from .apply import CellRef, Done, Transport, apply_to_cell
+from .cellwriter import CellRef, Transport
+from .edits import CellEdits, same
 from .history import Entry, History, history_path
+from .scores import Stopper, TestReports
+
+if TYPE_CHECKING:
+    from ..sandbox import TestReport
 
 KINDS = ("prompt", "code", "text")
 DEFAULT_ROLE = {"prompt": "system prompt", "code": "Python code", "text": "text"}
@@ -32,6 +37,9 @@ class CellVariable:
     cell: CellRef
     variable: Variable
     cell_value: str  # what the cell holds now (the variable may hold a candidate)
+    kernel_value: str = ""  # what the kernel ran (code) or bound (text) from the cell last
+    previous_value: str = ""  # the cell before the last accept or revert (what it changed)
+    last_action: str = ""  # the last accept, revert, reject or edit, in words
 
 
 @dataclass
@@ -73,6 +81,9 @@ class Session:
         self._history: History | None = None
         self.last_loss: Variable | None = None
         self.last_parameters: list[CellVariable] = []
+        self.edits = CellEdits(self)
+        self.reports = TestReports()
+        self.stop_reason = ""  # why the last optimization stopped early ("" when it did not)
 
     # -- where things are stored ----------------------------------------------------------
     def set_notebook(self, path: str | Path | None) -> None:
@@ -114,13 +125,20 @@ class Session:
         variable = Variable(
             body, role_description=role or DEFAULT_ROLE[kind], requires_grad=requires_grad
         )
-        entry = CellVariable(name, kind, CellRef(name, cell_id, magic_line), variable, body)
+        ref = CellRef(name, cell_id, magic_line)
+        entry = CellVariable(name, kind, ref, variable, body, kernel_value=body)
+        known = self.variables.get(name)
+        if known is not None and known.cell.cell_id == cell_id:
+            entry.previous_value, entry.last_action = known.previous_value, known.last_action
+            if known.cell_value != body or known.kernel_value != body:
+                entry.last_action = "the cell ran"
         self.variables[name] = entry
-        latest = self.history.latest(name)
-        if latest is None or latest.value != body:
+        entries = self.history.entries(name)
+        if not any(same(e.value, body) for e in entries):
             self.history.add(
-                name, body, cell_id=cell_id, status="original" if latest is None else "edited"
+                name, body, cell_id=cell_id, status="edited" if entries else "original"
             )
+        self.edits.changed(name)
         return entry
 
     def define_loss(
@@ -152,6 +170,7 @@ class Session:
         objectives.check(spec, name=name, target=target, variable_kind=variable.kind)
         loss = LossCell(name, target, cell_id, spec)
         self.losses[name] = loss
+        self.reports.forget(name)
         return loss
 
     def variable(self, name: str) -> CellVariable:
@@ -177,7 +196,7 @@ class Session:
     def build(
         self, name: str | None, *, val: str | None = None, val_frac: float | None = None
     ) -> Built:
-        parts = [self._build_one(c, val, val_frac) for c in self.loss_cells(name)]
+        parts = [self.build_one(c, val, val_frac) for c in self.loss_cells(name)]
         params: list[CellVariable] = []
         for built in parts:
             params += [p for p in built.parameters if p not in params]
@@ -196,14 +215,26 @@ class Session:
         train = next((o.train for o in objectives if o.train), None)
         return Built(params, Objective(loss, train, validate))
 
-    def _build_one(self, cell: LossCell, val: str | None, val_frac: float | None) -> Built:
+    def build_one(self, cell: LossCell, val: str | None, val_frac: float | None) -> Built:
         target = self.variable(cell.target)
         var = target.variable
         if not var.requires_grad:
             raise InputError(
                 f"{target.name} was declared with --no-grad: nothing to optimize for {cell.name}"
             )
-        return Built([target], objectives.build(cell.spec, var, val=val, val_frac=val_frac))
+        objective = objectives.build(cell.spec, var, val=val, val_frac=val_frac)
+        if cell.mode == "tests":
+            objective = self.reports.keeping(cell.name, var, objective)
+        return Built([target], objective)
+
+    def test_report(self, name: str, value: str) -> TestReport | None:
+        """The report of the tests of variable `name` run on `value` in this kernel, if any."""
+        for loss in self.losses.values():
+            if loss.target == name and loss.mode == "tests":
+                found = self.reports.get(loss.name, value)
+                if found is not None:
+                    return found
+        return None
 
     # -- running ----------------------------------------------------------------------------
     def optimize(
@@ -214,12 +245,24 @@ class Session:
         batch: int = 4,
         val: str | None = None,
         val_frac: float | None = None,
+        patience: int | None = None,
+        target: float | None = None,
     ) -> Iterator[StepResult]:
-        """Steps of TGD; every candidate is stored in the history as soon as it exists.
-        Bad input is reported here, before the first step."""
+        """Steps of TGD; every candidate is stored in the history as soon as it exists. The run
+        ends early at the `target` score or after `patience` steps without a better score
+        (`stop_reason` says which). Bad input is reported here, before the first step."""
+        if patience is not None and patience < 1:
+            raise InputError("--patience must be at least 1 step")
         built = self.build(name, val=val, val_frac=val_frac)
         self.last_parameters = built.parameters
-        return self._steps(built, steps, batch)
+        stopper = Stopper(patience=patience, target=target)
+        self.stop_reason = ""
+
+        def steps_then_reason() -> Iterator[StepResult]:
+            yield from stopper.follow(self._steps(built, steps, batch))
+            self.stop_reason = stopper.reason
+
+        return steps_then_reason()
 
     def _steps(self, built: Built, steps: int, batch: int) -> Iterator[StepResult]:
         params = built.parameters
@@ -279,7 +322,7 @@ class Session:
                 "(tests or an instruction) and run it first"
             )
         if not cell.variable.gradients:
-            built = [self._build_one(c, None, None).objective for c in cells]
+            built = [self.build_one(c, None, None).objective for c in cells]
             cell.variable.gradients = []
             losses = [o.loss(list(o.train or []) or None) for o in built]
             loss = losses[0] if len(losses) == 1 else tg_sum(losses)
@@ -324,7 +367,7 @@ class Session:
             changes.append((p, old, new))
         return changes
 
-    # -- accept and revert ------------------------------------------------------------------
+    # -- accept and revert (the edits themselves: edits.py) ----------------------------------
     def entry(self, name: str, n: int | None, *, default: str) -> Entry:
         entries = self.history.entries(name)
         if not entries:
@@ -339,45 +382,6 @@ class Session:
         if not found:
             raise InputError(f"{name} has no iteration {n}: see %tghistory {name}")
         return found[0]
-
-    def accept(self, name: str, n: int | None = None, done: Done | None = None) -> str:
-        """Make iteration n (default: the latest candidate) the cell's content."""
-        cell = self.variable(name)
-        entry = self.entry(name, n, default="latest")
-        return self._put(cell, entry, "accepted", done)
-
-    def revert(self, name: str, n: int | None = None, done: Done | None = None) -> str:
-        """Go back to iteration n (default: the original cell)."""
-        cell = self.variable(name)
-        entry = self.entry(name, n, default="original")
-        return self._put(cell, entry, "reverted", done)
-
-    def reject(self, name: str) -> str:
-        """Drop the candidate: the variable takes the cell's content again."""
-        cell = self.variable(name)
-        latest = self.history.latest(name)
-        if latest and latest.status == "candidate":
-            self.history.set_status(name, latest.n, "rejected")
-        cell.variable.value = cell.cell_value
-        return f"{name}: candidate rejected; the variable holds the cell's content again"
-
-    def _put(self, cell: CellVariable, entry: Entry, status: str, done: Done | None) -> str:
-        def finished(ok: bool, message: str) -> None:
-            if ok:
-                cell.cell_value = entry.value
-                self.history.set_status(cell.name, entry.n, status)
-            if done:
-                done(ok, message)
-
-        cell.variable.value = entry.value
-        return apply_to_cell(
-            cell.cell,
-            entry.value,
-            notebook=self.notebook,
-            frontend=self.frontend,
-            frontend_holds_file=self.frontend_holds_file,
-            done=finished,
-        )
 
 
 def _constraints(params: list[CellVariable]) -> list[str]:

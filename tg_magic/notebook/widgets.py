@@ -18,7 +18,8 @@ import ipywidgets as w
 
 from ..engines import Usage
 from ..errors import TgMagicError
-from . import render
+from . import diffs, render
+from .edits import Done, Outcome, first_changed_line, same
 
 if TYPE_CHECKING:
     from ..train import StepResult
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from .session import Session
 
 CELL = -1  # the "compare from" choice that means: the cell as it is now
+PREVIOUS = -2  # ... and the one that means: the cell before the last accept or revert
 
 _STATUS_COLOR = {
     True: "var(--jp-success-color1, #388e3c)",
@@ -55,26 +57,29 @@ def _status_html(message: str, ok: bool | None) -> str:
     )
 
 
-def _entry_label(entry: Entry) -> str:
-    first = entry.value.strip().splitlines()[0][:40] if entry.value.strip() else ""
-    score = (
-        f" · {render.score_change(entry.score, entry.val_score)}"
-        if entry.score is not None or entry.val_score is not None
-        else ""
-    )
-    return f"#{entry.n} {entry.status}{score} · {first}"
+def entry_label(entry: Entry, previous: Entry | None) -> str:
+    """`#2 candidate · 1.000 · return a + b`: number, status, score, the first changed line."""
+    score = entry.val_score if entry.val_score is not None else entry.score
+    scored = f" · {render.score_text(score)}" if score is not None else ""
+    line = first_changed_line(previous.value if previous else "", entry.value, 40)
+    return f"#{entry.n} {entry.status}{scored} · {line}"
 
 
 class CandidateView(_View):
-    """One variable: a history entry (default: the latest candidate) against the cell."""
+    """One variable: a history entry (default: the latest candidate) against the cell. It
+    follows the cell: any accept, revert, reject or edit of the variable, from this widget,
+    another one, a magic or the editor, redraws it."""
 
     def __init__(self, session: Session, name: str, n: int | None = None) -> None:
         self.session = session
         self.name = name
         self.kind = session.variable(name).kind
         self._quiet = False  # set while the dropdowns are refilled
+        self.busy = False  # an edit from this widget is under way
         self.title = w.HTML()
+        self.state = w.HTML()
         self.scores = w.HTML()
+        self.tests = w.HTML()
         self.compare_from = w.Dropdown(description="compare", layout=w.Layout(width="45%"))
         self.compare_to = w.Dropdown(description="with", layout=w.Layout(width="45%"))
         self.side = w.HTML()
@@ -87,10 +92,11 @@ class CandidateView(_View):
         self.reject_button = w.Button(description="Reject", icon="times")
         self.revert_button = w.Button(description="Revert", icon="undo")
         self.status = w.HTML()
+        self.output = w.Output()  # what accepted code printed when the kernel ran it
         for button, tip in (
-            (self.accept_button, "write this iteration into the cell (its magic line is kept)"),
+            (self.accept_button, "write this iteration into the cell and run it in the kernel"),
             (self.reject_button, "drop the candidate: the variable takes the cell's text again"),
-            (self.revert_button, "put the original text back into the cell"),
+            (self.revert_button, "put the original text back into the cell and run it"),
         ):
             button.tooltip = tip
         self.accept_button.on_click(lambda _: self.accept())
@@ -101,18 +107,22 @@ class CandidateView(_View):
         self.widget = w.VBox(
             [
                 self.title,
+                self.state,
                 self.scores,
+                self.tests,
                 w.HBox([self.compare_from, self.compare_to]),
                 self.diff,
                 w.Accordion(children=[self.gradient], titles=("Textual gradient",)),
                 w.HBox([self.accept_button, self.reject_button, self.revert_button]),
                 self.status,
+                self.output,
             ]
         )
         self.widget.add_class("tg-magic-candidate")
         self.refresh(n)
-        accordion = self.widget.children[4]
+        accordion = self.widget.children[6]
         accordion.selected_index = 0  # the gradient is open by default
+        session.edits.subscribe(self._variable_changed)
 
     # -- what is shown --------------------------------------------------------------------
     @property
@@ -122,8 +132,32 @@ class CandidateView(_View):
     def _entry(self, n: int) -> Entry:
         return next(e for e in self.entries if e.n == n)
 
-    def refresh(self, select: int | None = None) -> None:
-        """Re-read the history (it grows) and redraw; `select` picks the "with" entry."""
+    def _variable_changed(self, name: str) -> None:
+        """Any change of the variable: the state line tells it; an older outcome and output of
+        this widget no longer describe the cell, and the diff compares with the cell now."""
+        if name == self.name:
+            self.status.value = ""
+            self.output.outputs = ()
+            self.refresh(*self._telling())
+
+    def _telling(self) -> tuple[int | None, int]:
+        """(with, compare) after a change: after an accept, what it changed (the cell before it →
+        the accepted iteration); otherwise (a revert, an edit) the cell now → the same iteration,
+        which is what accepting it again would change."""
+        cell = self.session.variable(self.name)
+        put = self.session.edits.in_cell(self.name)
+        if (
+            cell.last_action.startswith("accepted")
+            and put is not None
+            and cell.previous_value
+            and not same(put.value, cell.previous_value)
+        ):
+            return put.n, PREVIOUS
+        return None, CELL
+
+    def refresh(self, select: int | None = None, compare_from: int | None = None) -> None:
+        """Re-read the history and the cell (both change) and redraw; `select` picks the
+        "with" entry, `compare_from` the "compare" one."""
         entries = self.entries
         numbers = [e.n for e in entries]
         if select is None:
@@ -133,13 +167,20 @@ class CandidateView(_View):
                 if current in numbers
                 else self.session.entry(self.name, None, default="latest").n
             )
-        previous_from = self.compare_from.value
+        cell = self.session.variable(self.name)
+        previous = cell.previous_value
+        if compare_from is None:
+            compare_from = self.compare_from.value
         self._quiet = True
         try:
-            labels = [(_entry_label(e), e.n) for e in entries]
-            self.compare_from.options = [("the cell now", CELL), *labels]
+            labels = [
+                (entry_label(e, entries[i - 1] if i else None), e.n) for i, e in enumerate(entries)
+            ]
+            before = [("the cell before the last accept or revert", PREVIOUS)] if previous else []
+            self.compare_from.options = [("the cell now", CELL), *before, *labels]
+            known = numbers + [CELL] + ([PREVIOUS] if previous else [])
+            self.compare_from.value = compare_from if compare_from in known else CELL
             self.compare_to.options = labels
-            self.compare_from.value = previous_from if previous_from in numbers else CELL
             self.compare_to.value = select
         finally:
             self._quiet = False
@@ -160,24 +201,32 @@ class CandidateView(_View):
             self._draw()
 
     def _before(self) -> tuple[str, str]:
+        cell = self.session.variable(self.name)
         if self.compare_from.value == CELL:
-            return self.session.variable(self.name).cell_value, "the cell"
+            return cell.cell_value, "the cell now"
+        if self.compare_from.value == PREVIOUS:
+            return cell.previous_value, "the cell before the last accept or revert"
         return self._entry(self.compare_from.value).value, f"#{self.compare_from.value}"
 
     def _draw(self) -> None:
         cell = self.session.variable(self.name)
+        edits = self.session.edits
         entry = self._entry(self.compare_to.value)
         before, before_label = self._before()
-        self.side.value = render.diff_html(before, entry.value, kind=self.kind, mode="side")
-        self.unified.value = render.diff_html(before, entry.value, kind=self.kind, mode="unified")
+        self.side.value = diffs.diff_html(before, entry.value, kind=self.kind, mode="side")
+        self.unified.value = diffs.diff_html(before, entry.value, kind=self.kind, mode="unified")
         gate = "" if entry.kept else " (not kept: the validation score dropped)"
         self.title.value = (
-            f"<b>{html.escape(self.name)}</b>: iteration #{entry.n} ({entry.status}){gate} "
-            f"against {before_label}"
+            f"<b>{html.escape(self.name)}</b>: {html.escape(before_label)} → "
+            f"iteration #{entry.n} ({entry.status}){gate}"
+        )
+        self.state.value = (
+            f'<div class="tg-magic-state">{html.escape(edits.state(self.name))}</div>'
         )
         change = render.score_change(entry.score, entry.val_score)
         usage = f" · {html.escape(entry.usage)}" if entry.usage else ""
         self.scores.value = f"score before → after this step: <b>{change}</b>{usage}"
+        self.tests.value = render.tests_html(self.session.test_report(self.name, entry.value))
         markdown = render.gradients_markdown(self.name, entry.gradients)
         self.gradient.outputs = (
             {
@@ -186,20 +235,30 @@ class CandidateView(_View):
                 "metadata": {},
             },
         )
+        busy = self.busy or self.name in edits.pending
+        in_use = same(entry.value, cell.cell_value) and same(entry.value, cell.kernel_value)
         self.accept_button.description = f"Accept #{entry.n}"
-        self.accept_button.disabled = entry.value == cell.cell_value
-        self.reject_button.disabled = cell.variable.value == cell.cell_value
+        self.accept_button.disabled = busy or in_use
+        latest = self.session.history.latest(self.name)
+        candidate = latest is not None and latest.status == "candidate"
+        self.reject_button.disabled = busy or not (
+            candidate or not same(cell.variable.value, cell.kernel_value)
+        )
         original = self.entries[0]
         self.revert_button.description = f"Revert to #{original.n}"
-        self.revert_button.disabled = cell.cell_value == original.value
+        self.revert_button.disabled = busy or (
+            same(original.value, cell.cell_value) and same(original.value, cell.kernel_value)
+        )
 
     def text(self) -> str:
         entry = self._entry(self.compare_to.value)
         before, label = self._before()
+        tests = render.tests_text(self.session.test_report(self.name, entry.value))
         return (
             f"{self.name}: iteration #{entry.n} ({entry.status}) against {label}, score "
             f"{render.score_change(entry.score, entry.val_score)}\n"
-            f"{render.unified_diff(before, entry.value, self.name)}\n"
+            + (f"{tests}\n" if tests else "")
+            + f"{render.unified_diff(before, entry.value, self.name)}\n"
             f"accept it with %tgaccept {self.name} {entry.n}, or reject it with "
             f"%tgrevert {self.name}"
         )
@@ -207,41 +266,60 @@ class CandidateView(_View):
     # -- the buttons (they only call the session) -----------------------------------------
     def accept(self) -> None:
         n = self.compare_to.value
-        self._act(lambda done: self.session.accept(self.name, n, done=done))
+        self._act(lambda done: self.session.edits.accept(self.name, n, done), puts=True)
 
     def reject(self) -> None:
-        self._act(lambda done: _now(done, self.session.reject(self.name)))
+        self._act(lambda done: _now(done, self.session.edits.reject(self.name)), puts=False)
 
     def revert(self) -> None:
-        self._act(lambda done: self.session.revert(self.name, None, done=done))
+        self._act(lambda done: self.session.edits.revert(self.name, None, done), puts=True)
 
-    def _act(self, call: Callable[[Callable[[bool, str], None]], str]) -> None:
-        settled: list[bool] = []
+    def _act(self, call: Callable[[Done], str], *, puts: bool) -> None:
+        """Run one edit; a click while an edit is under way does nothing."""
+        if self.busy or self.name in self.session.edits.pending:
+            return
+        settled: list[Outcome] = []
 
-        def done(ok: bool, message: str) -> None:
-            settled.append(ok)
-            self.status.value = _status_html(message, ok)
-            self.refresh()
+        def done(outcome: Outcome) -> None:
+            settled.append(outcome)
+            self.busy = False
+            self.status.value = _status_html(outcome.message, outcome.ok)
+            self.output.outputs = (
+                (
+                    {
+                        "output_type": "stream",
+                        "name": "stdout",
+                        "text": outcome.output,
+                    },
+                )
+                if outcome.output
+                else ()
+            )
+            if puts and outcome.ok:
+                self.refresh(*self._telling())
 
+        self.busy = True
         try:
             message = call(done)
         except TgMagicError as exc:
+            self.busy = False
             self.status.value = _status_html(str(exc), False)
+            self._draw()
             return
         if not settled:  # under way: JupyterLab confirms after the kernel is idle
             self.status.value = _status_html(message, None)
-            self.refresh()
+            self._draw()
 
 
-def _now(done: Callable[[bool, str], None], message: str) -> str:
-    done(True, message)
+def _now(done: Done, message: str) -> str:
+    done(Outcome(True, message))
     return message
 
 
 class ProgressView(_View):
     """The live progress of %tgoptimize: steps, the score curve, tokens and cost, Stop."""
 
-    def __init__(self, steps: int, *, can_stop: bool) -> None:
+    def __init__(self, steps: int, *, can_stop: bool, engines: str = "") -> None:
         self.steps = steps
         self.stop_requested = False
         self.points: list[float] = []
@@ -251,6 +329,10 @@ class ProgressView(_View):
             value=0, min=0, max=steps, description=f"step 0/{steps}", bar_style="info"
         )
         self.label = w.HTML("starting…")
+        self.tests = w.HTML()
+        self.engines = w.HTML(
+            f'<span style="color: var(--jp-ui-font-color2, #777)">{html.escape(engines)}</span>'
+        )
         self.curve = w.HTML(render.score_curve_svg([]))
         self.usage_label = w.HTML(self._usage_text())
         self.stop_button = w.Button(
@@ -273,7 +355,8 @@ class ProgressView(_View):
             [
                 w.HBox([self.bar, self.stop_button]),
                 self.label,
-                w.HBox([self.curve, w.VBox([self.usage_label, self.hint])]),
+                self.tests,
+                w.HBox([self.curve, w.VBox([self.usage_label, self.engines, self.hint])]),
             ]
         )
         self.widget.add_class("tg-magic-progress")
@@ -286,8 +369,8 @@ class ProgressView(_View):
             + (f" ({u.cached_calls} from cache)" if u.cached_calls else "")
         )
 
-    def update(self, result: StepResult) -> None:
-        """Show one finished step."""
+    def update(self, result: StepResult, tests: str = "") -> None:
+        """Show one finished step (and the tests of the value it left, one line each)."""
         self.results += 1
         if result.val_after is not None or result.val_before is not None:
             if not self.points and result.val_before is not None:
@@ -305,6 +388,11 @@ class ProgressView(_View):
         if self.stop_requested:
             text += " · stopping…"
         self.label.value = html.escape(text)
+        self.tests.value = (
+            f'<pre style="margin: 2px 0; white-space: pre-wrap">{html.escape(tests)}</pre>'
+            if tests
+            else ""
+        )
         self.curve.value = render.score_curve_svg(self.points)
         self.usage_label.value = self._usage_text()
 
@@ -316,7 +404,9 @@ class ProgressView(_View):
         self.label.value += html.escape(" · stopping after this step…")
 
     def finish(self, message: str) -> None:
+        """The final state: the outcome with the final score; no Stop, no hint about it."""
         self.stop_button.layout.display = "none"
+        self.hint.layout.display = "none"
         self.bar.bar_style = "success" if self.results == self.steps else "warning"
         self.label.value = html.escape(message)
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Iterable
 
-from .engines import Engine, get_engine
-from .errors import InputError
-from .variable import Variable
+from ..engines import Engine, get_engine
+from ..errors import InputError
+from ..gradients import sending_rank
+from ..variable import Variable
 
 
 def graph(roots: Iterable[Variable]) -> list[Variable]:
@@ -79,11 +80,17 @@ async def backward(
 ) -> None:
     """Textual backpropagation from `loss` to every variable with requires_grad; `hint` asks
     for feedback that points at the problem without writing the fix."""
-    from .config import get_backward_engine
+    from ..config import get_backward_engine
 
     await forward([loss])
     nodes = graph([loss])
-    if not any(v.requires_grad and v.grad_fn is None for v in nodes):
+    # An output needs gradients when an input does, whatever was true when it was made: an
+    # optimizer may have taken an output (a model's answer) as its parameter since (TextGrad's
+    # instance optimization).
+    for v in nodes:
+        if v.grad_fn is not None and not v.requires_grad:
+            v.requires_grad = any(p.requires_grad for p in v.predecessors)
+    if not any(v.requires_grad for v in nodes if v is not loss):
         raise InputError(
             "nothing to optimize: no variable in this graph has requires_grad=True; create the "
             "one to improve with tg.Variable(..., requires_grad=True)"
@@ -91,6 +98,8 @@ async def backward(
     eng = get_engine(engine) if engine is not None else get_backward_engine()
     # A node runs when every successor that sends it gradients has run.
     senders = [v for v in nodes if v.grad_fn is not None and v.requires_grad]
+    # Gradients are filed by their sender's place in the graph, not by when its call returned.
+    rank = {id(v): i for i, v in enumerate(senders)}
     waiting: dict[int, int] = {}
     for v in senders:
         for p in {id(p): p for p in v.predecessors if p.requires_grad}.values():
@@ -113,6 +122,7 @@ async def backward(
             if failed.is_set():
                 raise _Skipped
             assert var.grad_fn is not None
+            sending_rank.set(rank[id(var)])
             await var.grad_fn.backward(var, eng, hint=hint)
         except BaseException:
             failed.set()

@@ -1,0 +1,461 @@
+"""Attacks a hostile candidate (a student, or a prompt-injected model) tries, run for real.
+
+Each test writes the attack as candidate code and checks what a user would: the secret is in no
+report, the wrong code does not pass, the host is untouched, nothing is left running.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tg_magic.sandbox import TestReport, available, run_tests
+
+pytestmark = pytest.mark.skipif(not available(), reason="bubblewrap does not work here")
+
+SECRET = "tg-planted-secret-4c1d9e"
+ENV_SECRET = "tg-planted-in-the-environment-77a0"  # under a name redact() does not know
+WRONG_ADD = "def add(a, b):\n    return a - b\n"
+ADD_TESTS = "assert add(1, 2) == 3\nassert add(2, 2) == 4\nassert add(0, 5) == 5\n"
+
+
+def everything(report: TestReport) -> str:
+    return report.text() + report.output + report.problem + repr(report.outcomes)
+
+
+def reader(path: str) -> str:
+    """Candidate code that returns whatever it can read at `path` (or the error it got)."""
+    return (
+        "def peek():\n"
+        "    try:\n"
+        f"        with open({path!r}, 'rb') as handle:\n"
+        "            return handle.read().decode('latin-1')\n"
+        "    except OSError as exc:\n"
+        "        return 'blocked: ' + type(exc).__name__\n"
+    )
+
+
+@pytest.fixture
+def outside_tmp() -> Iterator[Path]:
+    """A folder outside /tmp (a private /tmp alone would hide tmp_path from the code)."""
+    folder = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="tg-magic-test-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def planted(outside_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    """Secrets where a user keeps them: HOME, the notebook folder, the teacher's and a
+    classmate's folder, and the environment of the parent process."""
+    tmp_path = outside_tmp
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    places = {
+        "ssh key": home / ".ssh" / "id_rsa",
+        "dotenv in HOME": home / ".env",
+        "notebook folder": tmp_path / "notebooks" / "secret.txt",
+        "teacher folder": tmp_path / "teacher" / "tests_with_answers.py",
+        "other submission": tmp_path / "submissions" / "bob.ipynb",
+    }
+    for path in places.values():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"ANTHROPIC_API_KEY={SECRET}\n")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("TG_TEST_PLANTED", ENV_SECRET)
+    monkeypatch.chdir(tmp_path / "notebooks")
+    places["parent environ"] = Path(f"/proc/{os.getpid()}/environ")
+    places["pid 1 environ"] = Path("/proc/1/environ")
+    return places
+
+
+@pytest.mark.parametrize(
+    "place",
+    [
+        "ssh key",
+        "dotenv in HOME",
+        "notebook folder",
+        "teacher folder",
+        "other submission",
+        "parent environ",
+        "pid 1 environ",
+    ],
+)
+def test_the_code_cannot_read_host_files(planted: dict[str, Path], place: str) -> None:
+    report = run_tests(reader(str(planted[place])), "assert peek() == 'nothing'\n")
+    assert report.score == 0.0
+    assert SECRET not in everything(report)
+    assert ENV_SECRET not in everything(report)
+
+
+def test_the_code_cannot_find_the_tests_or_their_answers() -> None:
+    """The expected answer is only in the test cell; on the old sandbox the code read it."""
+    code = """\
+import glob, os
+
+def answer():
+    paths = glob.glob("/proc/*/cmdline") + glob.glob("/proc/*/environ") + glob.glob("/proc/*/fd/*")
+    for top in ("/", os.getcwd()):
+        for folder, dirs, files in os.walk(top):
+            dirs[:] = [d for d in dirs if d not in ("usr", "sys", "proc", "dev")]
+            paths += [os.path.join(folder, name) for name in files]
+    for path in paths:
+        if not os.path.isfile(path):  # pipes would block
+            continue
+        try:
+            text = open(path, errors="ignore").read(100000)
+        except OSError:
+            continue
+        if "assert answer() ==" in text:
+            return text.split("assert answer() == ")[1].split()[0].strip("'\\"")
+    return "not found"
+"""
+    report = run_tests(code, "assert answer() == 'hidden-expected-value-17'\n", timeout=20)
+    assert report.score == 0.0, report.text()
+    assert "not found" in report.outcomes[0].message
+
+
+def test_only_its_own_processes_are_visible() -> None:
+    code = "import os\n\ndef pids():\n    return [p for p in os.listdir('/proc') if p.isdigit()]\n"
+    report = run_tests(code, "assert len(pids()) <= 3, pids()\n")
+    assert report.score == 1.0, report.text()
+
+
+def test_writes_outside_scratch_fail(outside_tmp: Path) -> None:
+    target = outside_tmp / "planted-by-the-code.txt"
+    code = (
+        "def escape():\n"
+        "    written = []\n"
+        f"    for path in ({str(target)!r}, '/usr/lib/evil', '/evil', '/dev/evil'):\n"
+        "        try:\n"
+        "            open(path, 'w').write('x')\n"
+        "            written.append(path)\n"
+        "        except OSError:\n"
+        "            pass\n"
+        "    open('inside-scratch.txt', 'w').write('fine')\n"
+        "    return written\n"
+    )
+    report = run_tests(code, "assert escape() == []\n")
+    assert report.score == 1.0, report.text()
+    assert not target.exists()
+
+
+@pytest.fixture
+def loopback() -> Iterator[tuple[int, list[bytes]]]:
+    """A real TCP server on 127.0.0.1 that records what it receives."""
+    server = socket.create_server(("127.0.0.1", 0))
+    received: list[bytes] = []
+    threading.Thread(target=_serve, args=(server, received), daemon=True).start()
+    yield server.getsockname()[1], received
+    server.close()
+
+
+def _serve(server: socket.socket, received: list[bytes]) -> None:
+    while True:
+        try:
+            conn, _ = server.accept()
+        except OSError:
+            return
+        with conn:
+            received.append(conn.recv(100) or b"(connected)")
+
+
+def test_no_network_to_the_host(loopback: tuple[int, list[bytes]]) -> None:
+    port, received = loopback
+    with socket.create_connection(("127.0.0.1", port)) as probe:  # the server works
+        probe.sendall(b"probe")
+    code = (
+        "import socket\n\n"
+        "def leak():\n"
+        "    try:\n"
+        f"        with socket.create_connection(('127.0.0.1', {port}), timeout=2) as s:\n"
+        "            s.sendall(b'stolen')\n"
+        "        return 'sent'\n"
+        "    except OSError as exc:\n"
+        "        return 'blocked'\n"
+    )
+    report = run_tests(code, "assert leak() == 'sent'\n")
+    assert report.score == 0.0
+    assert "blocked" in report.outcomes[0].message
+    with socket.create_connection(("127.0.0.1", port)) as probe:  # flush: the server is alive
+        probe.sendall(b"probe")
+    assert b"stolen" not in received
+
+
+def test_no_unix_socket_of_the_host(outside_tmp: Path) -> None:
+    tmp_path = outside_tmp
+    path = str(tmp_path / "host.sock")
+    received: list[bytes] = []
+    servers = []
+    for address in (path, "\0tg-magic-host-" + tmp_path.name):
+        server = socket.socket(socket.AF_UNIX)
+        server.bind(address)
+        server.listen()
+        servers.append(server)
+        threading.Thread(target=_serve, args=(server, received), daemon=True).start()
+    code = (
+        "import socket\n\n"
+        "def leak():\n"
+        "    sent = []\n"
+        f"    for address in ({path!r}, {servers[1].getsockname()!r}):\n"
+        "        try:\n"
+        "            s = socket.socket(socket.AF_UNIX)\n"
+        "            s.connect(address)\n"
+        "            s.sendall(b'stolen')\n"
+        "            sent.append(address)\n"
+        "        except OSError:\n"
+        "            pass\n"
+        "    return len(sent)\n"
+    )
+    report = run_tests(code, "assert leak() == 2\n")
+    for server in servers:
+        server.close()
+    assert report.score == 0.0
+    assert b"stolen" not in received
+
+
+def _comm_count(name: str) -> int:
+    count = 0
+    for pid in os.listdir("/proc"):
+        try:
+            if pid.isdigit() and Path(f"/proc/{pid}/comm").read_text().strip() == name:
+                count += 1
+        except OSError:
+            continue
+    return count
+
+
+def test_a_fork_bomb_ends_in_time_and_leaves_nothing() -> None:
+    code = """\
+import os
+
+def add(a, b):
+    open('/proc/self/comm', 'w').write('tgforkbomb')
+    while True:
+        try:
+            os.fork()
+        except OSError:
+            pass
+"""
+    report = run_tests(code, ADD_TESTS, timeout=5)
+    assert report.score == 0.0
+    assert report.status == "timeout"
+    assert report.problem == "timed out after 5 s"
+    assert _comm_count("tgforkbomb") == 0
+
+
+def test_killing_the_parent_leaves_no_sandbox_behind() -> None:
+    """A kernel killed with SIGKILL (no atexit) takes its warm sandboxes with it."""
+    script = (
+        "import os, sys, time\n"
+        "from tg_magic.sandbox import run_tests\n"
+        "from tg_magic.sandbox.pool import pool\n"
+        "run_tests('def add(a, b):\\n    return a + b\\n', 'assert add(1, 2) == 3')\n"
+        "while not pool._warm:\n"
+        "    time.sleep(0.01)\n"
+        "pair = next(iter(pool._warm.values()))\n"
+        "print(pair.runner.popen.pid, pair.candidate.popen.pid, flush=True)\n"
+        "os.kill(os.getpid(), 9)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    pids = [int(p) for p in done.stdout.split()]
+    assert len(pids) == 2, done.stderr
+    deadline = time.monotonic() + 5
+    while any(Path(f"/proc/{pid}").exists() for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the kernel delivers the parent-death signal asynchronously
+    alive = [pid for pid in pids if Path(f"/proc/{pid}").exists()]
+    assert not alive or all("Z" in Path(f"/proc/{p}/stat").read_text().split()[2] for p in alive)
+
+
+def test_eight_600_mb_children_share_one_memory_limit() -> None:
+    code = """\
+import os, select, time
+
+def hogs():
+    pipes = []
+    for _ in range(8):
+        read, write = os.pipe()
+        if os.fork() == 0:
+            try:
+                block = b"x" * (600 * 1024 * 1024)
+                os.write(write, b"1")
+                select.select([], [], [], 30)
+            finally:
+                os._exit(0)
+        pipes.append(read)
+    done = 0
+    deadline = time.monotonic() + 10
+    for read in pipes:
+        left = max(0, deadline - time.monotonic())
+        if select.select([read], [], [], left)[0] and os.read(read, 1) == b"1":
+            done += 1
+    return done
+"""
+    report = run_tests(code, "assert hogs() == 8\n", memory_mb=1024, timeout=60)
+    assert report.score == 0.0
+    message = report.outcomes[0].message if report.outcomes else ""
+    held = report.problem.startswith("memory limit of 1024 MB exceeded")
+    assert held or message.startswith(("assert 0 == 8", "assert 1 == 8")), report.text()
+
+
+@pytest.mark.parametrize("folder", ["/dev/shm", "/tmp", "."])
+def test_shared_memory_tmp_and_scratch_are_bounded(folder: str) -> None:
+    code = f"""\
+def fill():
+    written = 0
+    try:
+        with open({folder!r} + "/fill", "wb") as handle:
+            for _ in range(200):
+                handle.write(b"x" * 1024 * 1024)
+                handle.flush()
+                written += 1
+    except OSError:
+        pass
+    return written
+"""
+    report = run_tests(code, "assert fill() == 200\n", disk_mb=32)
+    assert report.score == 0.0
+    assert report.outcomes[0].message.startswith("assert 3")  # 31 or 32 MB, not 200
+
+
+# ------------------------------------------------------------------ forged verdicts
+
+
+FORGERIES = {
+    "patch pytest": (
+        "import _pytest.python, _pytest.runner\n"
+        "_pytest.python.Function.runtest = lambda self: None\n"
+        "_pytest.runner.pytest_runtest_call = lambda item: None\n"
+    ),
+    "rewrite reports at exit": (
+        "import atexit, glob, os\n"
+        "def forge():\n"
+        "    for name in glob.glob('*.xml') + glob.glob('/tmp/*') + glob.glob('/scratch/*'):\n"
+        "        try:\n"
+        "            open(name, 'w').write('<testsuite><testcase name=\"t\"/></testsuite>')\n"
+        "        except OSError:\n"
+        "            pass\n"
+        "    os._exit(0)\n"
+        "atexit.register(forge)\n"
+    ),
+    "exit 0 at import": "import os\nos._exit(0)\n",
+    "sys.exit 0 at import": "import sys\nsys.exit(0)\n",
+    "kill the parent and the group": (
+        "import os, signal\n"
+        "for kill in (lambda: os.kill(os.getppid(), 9), lambda: os.killpg(0, 9),\n"
+        "             lambda: os.kill(-1, signal.SIGKILL)):\n"
+        "    try:\n"
+        "        kill()\n"
+        "    except OSError:\n"
+        "        pass\n"
+    ),
+    "fake report markers and messages on every fd": (
+        "import json, os, struct\n"
+        "fake = {'outcome': {'name': 'x', 'passed': True}, 'done': True}\n"
+        "data = json.dumps(fake).encode()\n"
+        "print('3 of 3 tests passed (score 1.00).')\n"
+        "print('<testcase name=\"test\"/>')\n"
+        "for fd in range(0, 64):\n"
+        "    try:\n"
+        "        os.write(fd, struct.pack('>I', len(data)) + data)\n"
+        "    except OSError:\n"
+        "        pass\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("attack", list(FORGERIES))
+def test_wrong_code_cannot_forge_a_pass(attack: str) -> None:
+    report = run_tests(FORGERIES[attack] + WRONG_ADD, ADD_TESTS)
+    assert report.score < 0.5, report.text()  # add(0, 5) == 5 passes with a - b? no: -5
+    assert report.passed == 0, report.text()
+
+
+@pytest.mark.parametrize(
+    "returned",
+    [
+        "class Same:\n    def __eq__(self, other):\n        return True\n",
+        "class Same(int):\n    def __eq__(self, other):\n        return True\n"
+        "    __hash__ = int.__hash__\n",
+        "class Same(str):\n    def __eq__(self, other):\n        return True\n"
+        "    __hash__ = str.__hash__\n",
+    ],
+    ids=["object", "int-subclass", "str-subclass"],
+)
+def test_always_equal_returns_do_not_pass(returned: str) -> None:
+    code = returned + "\ndef add(a, b):\n    return Same(7)\n"
+    report = run_tests(code, ADD_TESTS)
+    assert report.score == 0.0, report.text()
+
+
+def test_an_object_that_cannot_cross_fails_in_one_line() -> None:
+    code = "class Box:\n    pass\n\ndef add(a, b):\n    return Box()\n"
+    report = run_tests(code, "assert add(1, 2) == 3\n")
+    assert report.score == 0.0
+    message = report.outcomes[0].message
+    assert message.startswith("TypeError: add() returned a Box object, which cannot cross")
+    assert len(message.splitlines()) == 1
+
+
+def test_exceptions_cross_by_name_and_message() -> None:
+    code = (
+        "class TooSmall(ValueError):\n    pass\n\n"
+        "def check(x):\n    if x < 0:\n        raise TooSmall('negative: %d' % x)\n    return x\n"
+    )
+    tests = (
+        "import pytest\n"
+        "def test_builtin_base():\n"
+        "    with pytest.raises(ValueError, match='negative: -1'):\n"
+        "        check(-1)\n"
+        "def test_own_class():\n"
+        "    with pytest.raises(TooSmall):\n"
+        "        check(-2)\n"
+        "def test_value():\n"
+        "    assert check(3) == 3\n"
+    )
+    report = run_tests(code, tests)
+    assert report.score == 1.0, report.text()
+
+
+def test_plain_data_round_trips_and_in_place_changes_come_back() -> None:
+    code = "def echo(x):\n    return x\n\ndef sort_in_place(xs):\n    xs.sort()\n"
+    tests = (
+        "value = {'a': (1, 2.5, None), 'b': {3, 4}, 'c': [b'x', bytearray(b'y'), 1j], "
+        "(1, 'k'): frozenset({True})}\n"
+        "assert echo(value) == value\n"
+        "assert type(echo((1, 2))) is tuple\n"
+        "xs = [3, 1, 2]\n"
+        "sort_in_place(xs)\n"
+        "assert xs == [1, 2, 3]\n"
+    )
+    report = run_tests(code, tests)
+    assert report.score == 1.0, report.text()
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "sk-ant-api03-" + "A1b2C3d4" * 6,
+        "sk-proj-" + "x" * 40,
+        "ghp_" + "Z" * 36,
+        "AKIA" + "ABCDEFGHIJKLMNOP",
+        "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXkt\n-----END OPENSSH PRIVATE KEY-----",
+    ],
+)
+def test_a_key_shaped_string_printed_by_the_code_never_reaches_the_report(secret: str) -> None:
+    """Code that prints a credential it found (not one of ours, so not in our environment):
+    the report that goes into gradients, widgets and feedback shows it redacted."""
+    code = f"SECRET = {secret!r}\nprint(SECRET)\ndef add(a, b):\n    raise ValueError(SECRET)\n"
+    report = run_tests(code, "assert add(1, 2) == 3\n")
+    assert not report.passed
+    assert secret not in report.text()
+    assert "[redacted]" in report.text()

@@ -1,0 +1,95 @@
+"""What the service remembers per student: a log of every request (logs/STUDENT.jsonl: the
+cell, the score, the per-test results and the hint given, or why it was refused), the rate
+limits read from it, and the class table for the teacher's page and the gradebook."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+_SAFE = re.compile(r"[^A-Za-z0-9_.@-]")
+
+
+@dataclass
+class Standing:
+    """One student on one assignment."""
+
+    attempts: int = 0
+    hints: int = 0
+    best_score: float | None = None
+    best_points: float | None = None
+    tests: dict[str, bool] = field(default_factory=dict)  # of the best attempt
+
+
+class Records:
+    def __init__(self, folder: Path, per_hour: int, per_assignment: int) -> None:
+        self.folder = folder
+        self.per_hour = per_hour
+        self.per_assignment = per_assignment
+        self._lock = threading.Lock()
+        self._hint_times: dict[tuple[str, str], list[float]] = {}
+        self.table: dict[str, dict[str, Standing]] = {}
+        folder.mkdir(parents=True, exist_ok=True)
+        for log in sorted(folder.glob("*.jsonl")):  # a restart keeps the limits and the table
+            for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+                try:
+                    self._count(json.loads(line))
+                except (ValueError, KeyError, TypeError):
+                    continue
+
+    def _path(self, student: str) -> Path:
+        return self.folder / f"{_SAFE.sub('_', student)[:80] or '_'}.jsonl"
+
+    def refusal(self, student: str, assignment: str) -> str:
+        """Why this student may not have another hint now ("" when they may)."""
+        now = time.time()
+        with self._lock:
+            times = self._hint_times.get((student, assignment), [])
+            all_times = [t for (s, _), ts in self._hint_times.items() if s == student for t in ts]
+        if len(times) >= self.per_assignment:
+            return f"hint limit reached: {self.per_assignment} hints for {assignment}"
+        recent = sorted(t for t in all_times if now - t < 3600)
+        if len(recent) >= self.per_hour:
+            wait = int(3600 - (now - recent[0])) // 60 + 1
+            return f"hint limit reached: {self.per_hour} hints per hour; try again in {wait} min"
+        return ""
+
+    def left(self, student: str, assignment: str) -> int:
+        with self._lock:
+            used = len(self._hint_times.get((student, assignment), []))
+        return max(0, self.per_assignment - used)
+
+    def record(self, student: str, entry: dict[str, Any]) -> None:
+        entry = {"time": time.time(), "student": student, **entry}
+        line = json.dumps(entry, ensure_ascii=False) + "\n"
+        with self._lock:
+            with open(self._path(student), "a", encoding="utf-8", errors="replace") as handle:
+                handle.write(line)
+            self._count(entry)
+
+    def _count(self, entry: dict[str, Any]) -> None:
+        if entry.get("status") != "served":
+            return
+        student, assignment = entry["student"], entry["assignment"]
+        self._hint_times.setdefault((student, assignment), []).append(float(entry["time"]))
+        standing = self.table.setdefault(student, {}).setdefault(assignment, Standing())
+        standing.attempts += 1
+        standing.hints += 1 if entry.get("hint") else 0
+        score = entry.get("score")
+        if score is not None and (standing.best_score is None or score > standing.best_score):
+            standing.best_score = float(score)
+            standing.best_points = entry.get("points")
+            standing.tests = {t["name"]: bool(t["passed"]) for t in entry.get("tests", [])}
+
+    def best_points(self, assignment: str) -> dict[str, float | None]:
+        with self._lock:
+            return {
+                student: row[assignment].best_points
+                for student, row in self.table.items()
+                if assignment in row
+            }

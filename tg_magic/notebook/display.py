@@ -1,0 +1,90 @@
+"""Where the magics' output goes: widgets in a Jupyter frontend, text and Markdown elsewhere
+(consoles, headless runs, which read the plain-text twin of every display)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from IPython.display import display
+
+from . import render
+
+if TYPE_CHECKING:
+    from .edits import Done, Outcome
+    from .session import Session
+
+
+def show(text: str, *, markdown: str | None = None, html: str | None = None) -> None:
+    """Display rich output with a plain-text twin (consoles and tests read the text)."""
+    bundle = {"text/plain": text}
+    if markdown is not None:
+        bundle["text/markdown"] = markdown
+    if html is not None:
+        bundle["text/html"] = html
+    display(bundle, raw=True)
+
+
+def show_markdown(markdown: str) -> None:
+    show(markdown, markdown=markdown)
+
+
+def updatable(text: str) -> Any:
+    """A display that later calls can replace (see `update`)."""
+    return display({"text/plain": text}, raw=True, display_id=True)
+
+
+def update(handle: Any, text: str, *, markdown: bool = False) -> None:
+    bundle = {"text/plain": text, **({"text/markdown": text} if markdown else {})}
+    if handle is not None:
+        handle.update(bundle, raw=True)
+    else:
+        print(text)
+
+
+class Display:
+    """The session's output: `rich()` says whether widgets are shown; `views` are the widgets
+    shown lately (newest last)."""
+
+    def __init__(self, session: Session, rich: Callable[[], bool]) -> None:
+        self.session = session
+        self.rich = rich
+        self.views: list[Any] = []
+
+    def view(self, view: Any) -> None:
+        display(view)
+        self.views = [*self.views[-19:], view]
+
+    def candidate(self, name: str) -> None:
+        """A variable's candidate against its cell: a widget with buttons, or a diff."""
+        if self.rich():
+            from .widgets import CandidateView
+
+            self.view(CandidateView(self.session, name))
+            return
+        cell = self.session.variable(name)
+        show_markdown(render.diff_markdown(name, cell.cell_value, cell.variable.value))
+        report = self.session.test_report(name, cell.variable.value)
+        lines = render.tests_text(report)
+        if lines:
+            print(lines)
+        print(f"accept it with %tgaccept {name}, or reject it with %tgrevert {name}")
+
+    def applied(self, call: Callable[[Done], str]) -> None:
+        """Show what an accept or a revert did. Through JupyterLab the outcome arrives after the
+        cell ends, so it goes to a display that the callback updates."""
+        shown: dict[str, Any] = {}  # the display, once there; an outcome that came before it
+
+        def done(outcome: Outcome) -> None:
+            text = outcome.message + (f"\n{outcome.output.rstrip()}" if outcome.output else "")
+            if "handle" in shown:
+                update(shown["handle"], text)
+            else:
+                shown["outcome"] = text
+
+        message = call(done)  # bad input raises here, before anything is shown
+        text = shown.get("outcome", message)
+        if not self.rich() and "outcome" in shown:
+            print(text)  # a console: printed once
+            return
+        shown["handle"] = updatable(text)
