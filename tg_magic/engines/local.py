@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import prompts
 from ..errors import EngineError, InputError
 from .base import IMPROVED_VARIABLE, Engine, Reply, Request, counted
 
@@ -49,8 +50,7 @@ SEED = 0
 # are models able to follow the full prompts written for hosted models.
 SMALL_MODEL_BYTES = 2 * 1024**3
 CUT_MARKER = "\n\n[... middle of the text cut: it did not fit the local model's context ...]\n\n"
-OPENING_TAG = "<IMPROVED_VARIABLE>"
-CLOSING_TAG = "</IMPROVED_VARIABLE>"
+OPENING_TAG, CLOSING_TAG = prompts.OPEN, prompts.CLOSE
 
 
 def _require_llama_cpp() -> None:
@@ -253,7 +253,7 @@ def _grammar_text() -> str:
     """
     assert all(c.isalnum() or c in "</_>" for c in CLOSING_TAG)  # no GBNF escaping needed
     rules = [
-        f'root ::= "<IMPROVED_VARIABLE>" s0 "{CLOSING_TAG}"',
+        f'root ::= "{OPENING_TAG}" s0 "{CLOSING_TAG}"',
         's0 ::= [^<]* ( "<" s1 )?',
     ]
     for k in range(1, len(CLOSING_TAG)):
