@@ -65,7 +65,7 @@ def fix(bug: Bug, args: argparse.Namespace) -> str:
     import tg_magic as tg
     from tg_magic.candidates import python_prefix
     from tg_magic.loss import TestLoss
-    from tg_magic.prompts import KIND_CONSTRAINTS
+    from tg_magic.objectives import constraints
     from tg_magic.train import Objective, optimize
 
     code = tg.Variable(bug.code, role_description=f"Python code defining {bug.name}")
@@ -89,7 +89,7 @@ def fix(bug: Bug, args: argparse.Namespace) -> str:
             objective,
             steps=args.steps,
             candidates=args.candidates,
-            constraints=KIND_CONSTRAINTS["code"],
+            constraints=constraints({"code"}),
             tidy=python_prefix,
         )
         for result in steps:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from IPython.display import display
 
+from ..errors import valid_text
 from . import render
 
 if TYPE_CHECKING:
@@ -22,7 +23,12 @@ def show(text: str, *, markdown: str | None = None, html: str | None = None) -> 
         bundle["text/markdown"] = markdown
     if html is not None:
         bundle["text/html"] = html
-    display(bundle, raw=True)
+    display(_valid(bundle), raw=True)
+
+
+def _valid(bundle: dict[str, str]) -> dict[str, str]:
+    """Every output as valid Unicode (a lone surrogate in a cell cannot be sent or saved)."""
+    return {kind: valid_text(text) for kind, text in bundle.items()}
 
 
 def show_markdown(markdown: str) -> None:
@@ -31,11 +37,11 @@ def show_markdown(markdown: str) -> None:
 
 def updatable(text: str) -> Any:
     """A display that later calls can replace (see `update`)."""
-    return display({"text/plain": text}, raw=True, display_id=True)
+    return display(_valid({"text/plain": text}), raw=True, display_id=True)
 
 
 def update(handle: Any, text: str, *, markdown: bool = False) -> None:
-    bundle = {"text/plain": text, **({"text/markdown": text} if markdown else {})}
+    bundle = _valid({"text/plain": text, **({"text/markdown": text} if markdown else {})})
     if handle is not None:
         handle.update(bundle, raw=True)
     else:
