@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import cast
 
-from . import runtime
+from . import pysource, runtime
 from .config import get_backward_engine
 from .engines import Engine
 from .optim import TGD
@@ -184,7 +184,7 @@ def python_prefix(code: str) -> str:
     for end in range(len(lines), 0, -1):
         head = "\n".join(lines[:end])
         try:
-            tree = ast.parse(head)
+            tree = pysource.parse(head)
         except SyntaxError:
             continue
         kept = []

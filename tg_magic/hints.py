@@ -26,7 +26,7 @@ import difflib
 import re
 from collections.abc import Iterable
 
-from . import prompts
+from . import prompts, pysource
 
 __all__ = ["REMOVED_NOTE", "filter_hint", "hint_markdown", "looks_like_code"]
 
@@ -70,7 +70,7 @@ OVERLAP_TOKENS = 12
 
 def _parses(source: str) -> ast.Module | None:
     try:
-        return ast.parse(source)
+        return pysource.parse(source)
     except (SyntaxError, ValueError):
         return None
 

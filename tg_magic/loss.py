@@ -3,11 +3,10 @@ over a labelled data set (MetricLoss)."""
 
 from __future__ import annotations
 
-import ast
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from . import prompts
+from . import prompts, pysource
 from .config import settings
 from .data import METRIC_PURPOSE, METRICS, Example
 from .engines import Engine
@@ -95,7 +94,7 @@ class TestLoss(StringBasedFunction):
         if not isinstance(tests, str) or not tests.strip():
             raise InputError("the test cell is empty: write asserts or test_* functions")
         try:
-            ast.parse(tests)
+            pysource.parse(tests)
         except SyntaxError as exc:
             raise InputError(
                 f"the test cell does not parse: line {exc.lineno}: {exc.msg}; fix the tests"

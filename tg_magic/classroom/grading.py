@@ -11,6 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from .. import pysource
 from ..errors import TgMagicError, redact
 from ..variable import Variable
 from .hinting import make_hint
@@ -23,7 +24,6 @@ _PIPE = "\\|"  # a | inside a Markdown table cell
 
 
 def _check_parses(body: str) -> None:
-    import ast
 
     try:
         body.encode("utf-8")
@@ -32,7 +32,7 @@ def _check_parses(body: str) -> None:
             "the answer holds a character that is not text (a lone surrogate): retype that line"
         ) from None
     try:
-        ast.parse(body)
+        pysource.parse(body)
     except SyntaxError as exc:
         raise BrokenSubmission(f"the answer does not parse: line {exc.lineno}: {exc.msg}") from None
     except ValueError as exc:

@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from .. import pysource
 from ..errors import InputError
 from ..text import first_line
 
@@ -55,7 +56,7 @@ class TeacherTests:
         if not text.strip():
             raise InputError("the tests file is empty: write test_* functions or asserts")
         try:
-            tree = ast.parse(text)
+            tree = pysource.parse(text)
         except SyntaxError as exc:
             raise InputError(
                 f"the tests file does not parse: line {exc.lineno}: {exc.msg}; fix the tests"

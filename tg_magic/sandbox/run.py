@@ -6,7 +6,6 @@ pipe; the verdict is what the runner (which never runs the candidate's code) wro
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import json
 import os
@@ -17,6 +16,7 @@ import time
 from collections import OrderedDict
 from dataclasses import asdict
 
+from .. import pysource
 from . import cgroups
 from .containment import Limits, SandboxUnavailable, bwrap_path, unavailable_reason
 from .judge import FLOOD_FACTOR, Run, judge
@@ -75,7 +75,7 @@ def run_tests(
     cannot contain the run and `allow_unsandboxed` is False.
     """
     try:
-        ast.parse(tests, "test cell")
+        pysource.parse(tests, "test cell")
     except (SyntaxError, ValueError) as exc:
         raise ValueError(f"the test cell does not parse: {_syntax_line(exc)}") from None
     bwrap = bwrap_path()
@@ -84,7 +84,7 @@ def run_tests(
     limits = Limits(timeout, memory_mb, output_limit, processes, disk_mb)
     contained = containment(allow_unsandboxed)
     try:
-        compile(code, "candidate.py", "exec", dont_inherit=True)
+        pysource.check_compiles(code, "candidate.py")
     except (SyntaxError, ValueError) as exc:
         problem = f"syntax error in the code: {_syntax_line(exc)}"
         return TestReport((), 0.0, problem, "", contained, "error")
