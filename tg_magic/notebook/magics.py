@@ -179,7 +179,7 @@ class TgMagics(Magics):
             metric = fn
         elif args.metric != "exact" and not args.data:
             raise UsageError("--metric needs a data set: add --data FILE.jsonl")
-        loss_mode = "tests" if args.tests else "data" if args.data else "judge"
+        loss_mode = "data" if args.data else args.kind
         loss = self.session.define_loss(
             args.name,
             cell,

@@ -58,10 +58,17 @@ def loss() -> MagicArgumentParser:
     p = _parser("%%tgloss", "Register this cell as a loss: what 'better' means.")
     p.add_argument("name")
     p.add_argument("--target", help="the variable this loss evaluates")
+    # Each flag names a loss kind of tg_magic.objectives.KINDS (a new kind: one line here).
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--tests", action="store_true", help="the body is Python tests")
-    mode.add_argument("--judge", action="store_true", help="the body instructs an LLM judge")
+    for flag, help_text in (
+        ("tests", "the body is Python tests"),
+        ("judge", "the body instructs an LLM judge"),
+    ):
+        mode.add_argument(
+            f"--{flag}", dest="kind", action="store_const", const=flag, help=help_text
+        )
     mode.add_argument("--data", help="a JSONL/CSV file with input and target columns")
+    p.set_defaults(kind="judge")
     p.add_argument("--metric", default="exact", help="exact | number | contains | python:FUNC")
     p.add_argument("--model", default=None, help="the forward model for --data")
     return p
