@@ -278,14 +278,16 @@ class Session:
 
     def _steps(self, built: Built, steps: int, batch: int, k: int) -> Iterator[StepResult]:
         params = built.parameters
-        code_only = all(p.kind == "code" for p in params)
+        # k candidates of code are cut out of chatty replies before the tests judge them;
+        # plain TGD (k = 1) keeps the reply as the model wrote it.
+        tidy = python_prefix if k > 1 and all(p.kind == "code" for p in params) else None
         for result in optimize(
             [p.variable for p in params],
             built.objective,
             steps=steps,
             batch_size=batch,
             candidates=k,
-            tidy=python_prefix if code_only else None,  # code cut out of a chatty reply
+            tidy=tidy,
             constraints=_constraints(params),
         ):
             if result.candidates:
