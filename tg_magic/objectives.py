@@ -44,9 +44,25 @@ class Kind:
     why: str = ""  # what it does, said when the variable has the wrong kind
 
 
+def per_test(report: Any) -> list[float]:
+    """A test report as one score per test (1 passed, 0 failed); a run that never reached the
+    tests is one 0, so such a candidate loses to any that ran them."""
+    return [float(o.passed) for o in report.outcomes] or [0.0]
+
+
+def tests_on(spec: LossSpec, var: Variable, code: str) -> Any:
+    """The sandbox report of a tests loss on `code` (a candidate), leaving `var` untouched."""
+    stand_in = Variable(code, role_description=var.role_description)
+    return TestLoss.report(TestLoss(spec.body)(stand_in))
+
+
 def _tests(var: Variable, spec: LossSpec, held_out: list[Example]) -> Objective[Any]:
     tests = TestLoss(spec.body)
-    return Objective(lambda _: tests(var), validate=lambda: tests(var).score)
+    return Objective(
+        lambda _: tests(var),
+        validate=lambda: tests(var).score,
+        validate_each=lambda values: per_test(tests_on(spec, var, values[0])),
+    )
 
 
 def _judge(var: Variable, spec: LossSpec, held_out: list[Example]) -> Objective[Any]:
@@ -66,8 +82,17 @@ def _data(var: Variable, spec: LossSpec, held_out: list[Example]) -> Objective[A
     def loss(batch: list[Any] | None) -> Variable:
         return metric_loss(batch or examples)
 
-    validate = (lambda: metric_loss.evaluate(held_out)) if held_out else None
-    return Objective(loss, examples, validate)
+    def each(values: list[str]) -> list[float]:
+        """The metric on each held-out example, answered with the candidate prompt `values[0]`."""
+        stand_in = Variable(values[0], role_description=var.role_description, requires_grad=False)
+        total = MetricLoss(stand_in, spec.metric, engine=spec.model)(held_out)
+        total.value  # noqa: B018 - answers every example at once
+        assert total.grad_fn is not None  # the sum of the verdicts, one an example
+        return [v.score or 0.0 for v in total.grad_fn.inputs]
+
+    if not held_out:
+        return Objective(loss, examples)
+    return Objective(loss, examples, lambda: metric_loss.evaluate(held_out), each)
 
 
 KINDS: dict[str, Kind] = {

@@ -49,6 +49,7 @@ class OptimizeRun:
                     val_frac=args.val_frac,
                     patience=args.patience,
                     target=args.target_score,
+                    candidates=args.candidates,
                 )
         except BaseException:
             self.restore()

@@ -207,8 +207,8 @@ class TgMagics(Magics):
     @line_magic
     @_guarded
     def tgoptimize(self, line: str) -> None:
-        """%tgoptimize [LOSS] [--steps N] [--batch B] [--val FILE | --val-frac F] [--engine E]
-        [--patience N] [--target-score S]"""
+        """%tgoptimize [LOSS] [--steps N] [--batch B] [--candidates K] [--val FILE | --val-frac F]
+        [--engine E] [--patience N] [--target-score S]"""
         run = self._optimize_run(line, live=False)
         try:
             for result in run.steps:

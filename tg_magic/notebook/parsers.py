@@ -79,6 +79,13 @@ def optimize() -> MagicArgumentParser:
     p.add_argument("loss", nargs="?", help="the loss to minimise (default: all)")
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--batch", type=int, default=4)
+    p.add_argument(
+        "--candidates",
+        type=int,
+        default=1,
+        metavar="K",
+        help="propose K values a step and keep the best on validation (default 1: plain TGD)",
+    )
     val = p.add_mutually_exclusive_group()
     val.add_argument("--val", help="validation data file (JSONL/CSV)")
     val.add_argument("--val-frac", type=float, help="hold out this fraction for validation")

@@ -8,7 +8,7 @@ after `patience` steps without a better score.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -45,9 +45,16 @@ class TestReports:
     def get(self, loss: str, value: str) -> TestReport | None:
         return self._reports.get((loss, norm(value)))
 
-    def keeping(self, loss: str, variable: Variable, objective: Objective[Any]) -> Objective[Any]:
-        """The same objective, keeping each report; a value already tested is not run again."""
-        from ..objectives import test_report
+    def keeping(
+        self,
+        loss: str,
+        variable: Variable,
+        objective: Objective[Any],
+        report_on: Callable[[str], TestReport] | None = None,
+    ) -> Objective[Any]:
+        """The same objective, keeping each report; a value already tested is not run again.
+        `report_on(code)` tests a candidate without touching the variable (k candidates)."""
+        from ..objectives import per_test, test_report
 
         inner = objective.loss
 
@@ -60,7 +67,16 @@ class TestReports:
             known = self.get(loss, variable.value)
             return known.score if known is not None else run(None).score
 
-        return Objective(run, objective.train, validate)
+        def each(values: list[str]) -> list[float]:
+            assert report_on is not None
+            known = self.get(loss, values[0])
+            report = known if known is not None else report_on(values[0])
+            self._reports[(loss, norm(values[0]))] = report
+            return per_test(report)
+
+        return Objective(
+            run, objective.train, validate, each if report_on else objective.validate_each
+        )
 
 
 def outcomes(report: TestReport | None) -> list[Outcome]:

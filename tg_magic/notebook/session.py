@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import objectives
+from ..candidates import python_prefix
 from ..config import settings
 from ..errors import InputError
 from ..functions import sum as tg_sum
@@ -18,9 +19,11 @@ from ..objectives import LossSpec
 from ..optim import TGD
 from ..train import Objective, StepResult, optimize
 from ..variable import Gradient, Variable
+from . import records
 from .cellwriter import CellRef, Transport
 from .edits import CellEdits, same
 from .history import Entry, History, history_path
+from .records import StepCandidate
 from .scores import Stopper, TestReports
 
 if TYPE_CHECKING:
@@ -84,6 +87,8 @@ class Session:
         self.edits = CellEdits(self)
         self.reports = TestReports()
         self.stop_reason = ""  # why the last optimization stopped early ("" when it did not)
+        # Each variable's candidates of the last k-candidate step (the candidate table).
+        self.step_candidates: dict[str, list[StepCandidate]] = {}
 
     # -- where things are stored ----------------------------------------------------------
     def set_notebook(self, path: str | Path | None) -> None:
@@ -224,7 +229,10 @@ class Session:
             )
         objective = objectives.build(cell.spec, var, val=val, val_frac=val_frac)
         if cell.mode == "tests":
-            objective = self.reports.keeping(cell.name, var, objective)
+            spec = cell.spec
+            objective = self.reports.keeping(
+                cell.name, var, objective, lambda code: objectives.tests_on(spec, var, code)
+            )
         return Built([target], objective)
 
     def test_report(self, name: str, value: str) -> TestReport | None:
@@ -247,47 +255,46 @@ class Session:
         val_frac: float | None = None,
         patience: int | None = None,
         target: float | None = None,
+        candidates: int = 1,
     ) -> Iterator[StepResult]:
-        """Steps of TGD; every candidate is stored in the history as soon as it exists. The run
+        """Steps of TGD (with `candidates` > 1: k proposals a step, the best on validation
+        kept); every candidate is stored in the history as soon as it exists. The run
         ends early at the `target` score or after `patience` steps without a better score
         (`stop_reason` says which). Bad input is reported here, before the first step."""
         if patience is not None and patience < 1:
             raise InputError("--patience must be at least 1 step")
+        if candidates < 1:
+            raise InputError("--candidates must be at least 1")
         built = self.build(name, val=val, val_frac=val_frac)
         self.last_parameters = built.parameters
         stopper = Stopper(patience=patience, target=target)
         self.stop_reason = ""
 
         def steps_then_reason() -> Iterator[StepResult]:
-            yield from stopper.follow(self._steps(built, steps, batch))
+            yield from stopper.follow(self._steps(built, steps, batch, candidates))
             self.stop_reason = stopper.reason
 
         return steps_then_reason()
 
-    def _steps(self, built: Built, steps: int, batch: int) -> Iterator[StepResult]:
+    def _steps(self, built: Built, steps: int, batch: int, k: int) -> Iterator[StepResult]:
         params = built.parameters
-        by_var = {id(p.variable): p for p in params}
+        # k candidates of code are cut out of chatty replies before the tests judge them;
+        # plain TGD (k = 1) keeps the reply as the model wrote it.
+        tidy = python_prefix if k > 1 and all(p.kind == "code" for p in params) else None
         for result in optimize(
             [p.variable for p in params],
             built.objective,
             steps=steps,
             batch_size=batch,
+            candidates=k,
+            tidy=tidy,
             constraints=_constraints(params),
         ):
-            for proposal in result.proposals:
-                cell = by_var[id(proposal.variable)]
-                if proposal.after != proposal.before:
-                    self.history.add(
-                        cell.name,
-                        proposal.after,
-                        cell_id=cell.cell.cell_id,
-                        gradients=proposal.gradients,
-                        score=result.score,
-                        val_score=result.val_after,
-                        kept=proposal.kept,
-                        status="candidate" if proposal.kept else "rejected",
-                        usage=str(result.usage),
-                    )
+            if result.candidates:
+                shown = records.candidates(self.history, params, result)
+                self.step_candidates.update(shown)
+            else:
+                records.proposals(self.history, params, result)
             yield result
 
     def forward(self, name: str | None) -> Variable:

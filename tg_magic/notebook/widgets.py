@@ -19,12 +19,13 @@ import ipywidgets as w
 from ..engines import Usage
 from ..errors import TgMagicError
 from . import diffs, render
+from .candidate_table import CandidateTable
 from .edits import Done, Outcome, first_changed_line, same
 
 if TYPE_CHECKING:
     from ..train import StepResult
     from .history import Entry
-    from .session import Session
+    from .session import CellVariable, Session
 
 CELL = -1  # the "compare from" choice that means: the cell as it is now
 PREVIOUS = -2  # ... and the one that means: the cell before the last accept or revert
@@ -93,6 +94,7 @@ class CandidateView(_View):
         self.revert_button = w.Button(description="Revert", icon="undo")
         self.status = w.HTML()
         self.output = w.Output()  # what accepted code printed when the kernel ran it
+        self.table = CandidateTable(session, name, show=self.show, accept=self.accept)
         for button, tip in (
             (self.accept_button, "write this iteration into the cell and run it in the kernel"),
             (self.reject_button, "drop the candidate: the variable takes the cell's text again"),
@@ -104,15 +106,17 @@ class CandidateView(_View):
         self.revert_button.on_click(lambda _: self.revert())
         self.compare_from.observe(self._changed, names="value")
         self.compare_to.observe(self._changed, names="value")
+        self.accordion = w.Accordion(children=[self.gradient], titles=("Textual gradient",))
         self.widget = w.VBox(
             [
                 self.title,
                 self.state,
                 self.scores,
                 self.tests,
+                self.table.widget,
                 w.HBox([self.compare_from, self.compare_to]),
                 self.diff,
-                w.Accordion(children=[self.gradient], titles=("Textual gradient",)),
+                self.accordion,
                 w.HBox([self.accept_button, self.reject_button, self.revert_button]),
                 self.status,
                 self.output,
@@ -120,8 +124,7 @@ class CandidateView(_View):
         )
         self.widget.add_class("tg-magic-candidate")
         self.refresh(n)
-        accordion = self.widget.children[6]
-        accordion.selected_index = 0  # the gradient is open by default
+        self.accordion.selected_index = 0  # the gradient is open by default
         session.edits.subscribe(self._variable_changed)
 
     # -- what is shown --------------------------------------------------------------------
@@ -196,6 +199,10 @@ class CandidateView(_View):
             self._quiet = False
         self._draw()
 
+    def show(self, n: int) -> None:
+        """Put iteration n in the "with" selector (the candidate table's Show)."""
+        self.select(self.compare_from.value, n)
+
     def _changed(self, change: Any) -> None:
         if not self._quiet:
             self._draw()
@@ -236,9 +243,9 @@ class CandidateView(_View):
             },
         )
         busy = self.busy or self.name in edits.pending
-        in_use = same(entry.value, cell.cell_value) and same(entry.value, cell.kernel_value)
         self.accept_button.description = f"Accept #{entry.n}"
-        self.accept_button.disabled = busy or in_use
+        self.accept_button.disabled = busy or _in_use(entry, cell)
+        self.table.refresh(entry.n, lambda e: not (busy or _in_use(e, cell)))
         latest = self.session.history.latest(self.name)
         candidate = latest is not None and latest.status == "candidate"
         self.reject_button.disabled = busy or not (
@@ -258,14 +265,16 @@ class CandidateView(_View):
             f"{self.name}: iteration #{entry.n} ({entry.status}) against {label}, score "
             f"{render.score_change(entry.score, entry.val_score)}\n"
             + (f"{tests}\n" if tests else "")
+            + self.table.text()
             + f"{render.unified_diff(before, entry.value, self.name)}\n"
             f"accept it with %tgaccept {self.name} {entry.n}, or reject it with "
             f"%tgrevert {self.name}"
         )
 
     # -- the buttons (they only call the session) -----------------------------------------
-    def accept(self) -> None:
-        n = self.compare_to.value
+    def accept(self, n: int | None = None) -> None:
+        """Accept iteration n (default: the one in the "with" selector)."""
+        n = self.compare_to.value if n is None else n
         self._act(lambda done: self.session.edits.accept(self.name, n, done), puts=True)
 
     def reject(self) -> None:
@@ -309,6 +318,11 @@ class CandidateView(_View):
         if not settled:  # under way: JupyterLab confirms after the kernel is idle
             self.status.value = _status_html(message, None)
             self._draw()
+
+
+def _in_use(entry: Entry, cell: CellVariable) -> bool:
+    """The cell and the kernel hold this iteration already: nothing to accept."""
+    return same(entry.value, cell.cell_value) and same(entry.value, cell.kernel_value)
 
 
 def _now(done: Done, message: str) -> str:
