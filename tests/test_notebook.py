@@ -460,3 +460,30 @@ def test_tests_cell_says_what_is_contained_and_asks_consent(
     assert settings.allow_unsandboxed is True
     shown = cells.run(f"%%tgloss add_tests --target add --tests\n{TESTS}", "cell-tests")
     assert "tests run in a child process" in shown
+
+
+def test_k_candidates_of_a_prompt_are_scored_on_each_held_out_example(
+    cells: Cells, fake_api: FakeMessagesAPI, tmp_path: Path
+) -> None:
+    write_data(tmp_path / "counting.jsonl")
+    cells.run("%%tgvariable system --kind prompt\nYou count objects.")
+    cells.run("%tgloss acc --target system --data counting.jsonl --metric number")
+
+    # The first version answers 99 to everything; the retry, shown it, thinks step by step.
+    def propose(body: dict[str, Any], text: str) -> str:
+        new = "Always answer 99." if "<PAST_VALUE>" not in text else "Count. Think step by step."
+        return f"<IMPROVED_VARIABLE>{new}</IMPROVED_VARIABLE>"
+
+    fake_api.add_rule("Always answer 99.\n", "Answer: 99")
+    fake_api.add_rule("<IMPROVED_VARIABLE>", propose)  # newer: wins in the optimizer's request
+    shown = cells.run("%tgoptimize acc --steps 1 --val-frac 0.5 --candidates 2")
+    assert cells.error is None, shown
+    assert cells.ns["system"].value == "Count. Think step by step."
+    rows = session_of(cells).step_candidates["system"]
+    scores = {row.candidate.values[0]: row.candidate for row in rows}
+    assert scores["Always answer 99."].score == 0.0
+    assert scores["Count. Think step by step."].score == 1.0
+    # One verdict per held-out example (5 of 10), so a version right on some is not lost.
+    assert [len(c.per_example) for c in scores.values()] == [5, 5]
+    statuses = [e.status for e in session_of(cells).history.entries("system")]
+    assert statuses == ["original", "alternative", "candidate"]

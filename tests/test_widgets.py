@@ -35,7 +35,8 @@ from tg_magic.notebook import frontend
 from tg_magic.notebook.cellwriter import CellRef, Written
 from tg_magic.notebook.live import install_live, live_transform
 from tg_magic.notebook.magics import TgMagics
-from tg_magic.notebook.widgets import CELL, PREVIOUS, CandidateView, ProgressView
+from tg_magic.notebook.progress import ProgressView
+from tg_magic.notebook.widgets import CELL, PREVIOUS, CandidateView
 
 COMMENTS = "".join(f"    # step {i} of the addition\n" for i in range(1, 19))
 LONG_BUGGY = f"def add(a, b):\n{COMMENTS}    return a - b\n"
@@ -575,3 +576,86 @@ def test_the_sdk_is_imported_in_the_background_once_a_loss_is_defined() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert out.stdout.strip().splitlines()[-1] == "False True"
+
+
+# -- k candidates a step ------------------------------------------------------------------
+
+
+def three_proposals(fake: FakeMessagesAPI) -> None:
+    """The fake optimizer writes a different add for each thing it is shown: with no past value
+    (the first candidate) a product, shown one past value the fix, shown more a constant. Against
+    TESTS (add(1, 2) == 3, add(0, 0) == 0) they pass 1, 2 and 1 of 2."""
+
+    def propose(body: dict[str, Any], text: str) -> str:
+        line = {0: "return a * b", 1: "return a + b"}.get(text.count("<PAST_VALUE>"), "return 3")
+        return f"<IMPROVED_VARIABLE>\ndef add(a, b):\n    {line}\n</IMPROVED_VARIABLE>"
+
+    fake.add_rule("<IMPROVED_VARIABLE>", propose)
+
+
+def test_k_candidates_are_all_shown_with_scores_and_any_can_be_accepted(
+    cells: Cells, fake_api: FakeMessagesAPI, tmp_path: Path
+) -> None:
+    path = tmp_path / "work.ipynb"
+    nb = add_notebook(path)
+    cells.run(f"%tgconfig --notebook {path}")
+    define(cells, ids=(nb.cells[1].id, nb.cells[2].id))
+    three_proposals(fake_api)
+    shown = cells.run("%tgoptimize --steps 1 --candidates 3")
+    assert cells.error is None, shown
+    view = candidate(cells)
+    rows = {
+        row.n: (row.candidate.values[0], row.candidate.score, row.candidate.chosen)
+        for row in view.table.rows
+    }
+    bodies = {
+        value.split("\n")[1].strip(): (score, chosen) for value, score, chosen in rows.values()
+    }
+    assert bodies == {
+        "return a * b": (0.5, False),
+        "return a + b": (1.0, True),
+        "return 3": (0.5, False),
+    }
+    assert view.table.widget.layout.display == ""  # the table is on screen
+    table = " ".join(
+        plain(c.value) for box in view.table.widget.children[1:] for c in box.children[:5]
+    )
+    assert table.count("0.500") == 2 and "1.000" in table and "(kept)" in table
+    # Every candidate is in the history: the kept one last, as the variable's candidate.
+    entries = magics_of(cells).session.history.entries("add")
+    assert [e.status for e in entries] == ["original", "alternative", "alternative", "candidate"]
+    assert "return a + b" in entries[-1].value
+    assert "alternative" in cells.run("%tghistory add")
+    # The plain-text twin lists them and says how to accept any of them.
+    assert "3 candidates of the last step" in shown and "%tgaccept add N" in shown
+
+    # Accept a candidate that was not kept, from its row: the cell and the kernel get it.
+    constant = next(n for n, (value, _, _) in rows.items() if "return 3" in value)
+    button = view.table.accept_buttons[constant]
+    assert not button.disabled
+    button.click()
+    assert cells.ns["add"](0, 0) == 3  # the kernel runs the accepted alternative
+    assert nbformat.read(path, as_version=4).cells[1].source.rstrip().endswith("return 3")
+    assert magics_of(cells).session.history.entries("add")[constant].status == "accepted"
+    assert view.table.accept_buttons[constant].disabled  # it is in the cell now
+    # ... and the kept one is still one click away.
+    kept = entries[-1].n
+    view.table.show_buttons[kept].click()
+    assert view.compare_to.value == kept and "return a + b" in plain(view.side.value)
+    view.table.accept_buttons[kept].click()
+    assert cells.ns["add"](1, 2) == 3
+
+
+def test_one_candidate_a_step_shows_no_table(cells: Cells, fake_api: FakeMessagesAPI) -> None:
+    define(cells)
+    fix_add(fake_api)
+    shown = cells.run("%tgoptimize --steps 1")
+    assert cells.error is None, shown
+    assert candidate(cells).table.widget.layout.display == "none"
+    assert "candidates of the last step" not in shown
+
+
+def test_candidates_must_be_at_least_one(cells: Cells) -> None:
+    define(cells)
+    cells.run("%tgoptimize --candidates 0")
+    assert "--candidates must be at least 1" in str(cells.error)

@@ -36,7 +36,7 @@ class Entry:
     score: float | None
     val_score: float | None
     kept: bool
-    status: str  # original | candidate | accepted | rejected
+    status: str  # original | candidate | alternative | accepted | rejected | reverted
     usage: str
     cell_id: str
     created: float

@@ -57,7 +57,7 @@ class OptimizeRun:
         if self.nothing is not None:
             return
         if shown.rich():
-            from .widgets import ProgressView
+            from .progress import ProgressView
 
             self.view = ProgressView(args.steps, can_stop=live, engines=render.engines_text())
             shown.view(self.view)

@@ -1,6 +1,7 @@
 """Widgets (ipywidgets, no JavaScript of our own): a variable's candidate with its textual
 gradient, its diff against the cell (side by side and unified), its scores, Accept / Reject /
-Revert and an iteration selector; and the live progress of `%tgoptimize` with a Stop button.
+Revert, an iteration selector and the table of a step's k candidates (`candidate_table.py`);
+the live progress of `%tgoptimize` is `progress.py`.
 
 They hold no optimization logic: the buttons call the session (accept, reject, revert) and the
 views read its history. This module is imported only when a widget is shown, so `%load_ext
@@ -16,14 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 
-from ..engines import Usage
 from ..errors import TgMagicError
 from . import diffs, render
 from .candidate_table import CandidateTable
 from .edits import Done, Outcome, first_changed_line, same
 
 if TYPE_CHECKING:
-    from ..train import StepResult
     from .history import Entry
     from .session import CellVariable, Session
 
@@ -36,7 +35,7 @@ _STATUS_COLOR = {
 }
 
 
-class _View:
+class View:
     """A widget with a plain-text twin: rich frontends show the widget, others the text."""
 
     widget: w.Widget
@@ -66,7 +65,7 @@ def entry_label(entry: Entry, previous: Entry | None) -> str:
     return f"#{entry.n} {entry.status}{scored} · {line}"
 
 
-class CandidateView(_View):
+class CandidateView(View):
     """One variable: a history entry (default: the latest candidate) against the cell. It
     follows the cell: any accept, revert, reject or edit of the variable, from this widget,
     another one, a magic or the editor, redraws it."""
@@ -328,101 +327,3 @@ def _in_use(entry: Entry, cell: CellVariable) -> bool:
 def _now(done: Done, message: str) -> str:
     done(Outcome(True, message))
     return message
-
-
-class ProgressView(_View):
-    """The live progress of %tgoptimize: steps, the score curve, tokens and cost, Stop."""
-
-    def __init__(self, steps: int, *, can_stop: bool, engines: str = "") -> None:
-        self.steps = steps
-        self.stop_requested = False
-        self.points: list[float] = []
-        self.usage = Usage()
-        self.results = 0
-        self.bar = w.IntProgress(
-            value=0, min=0, max=steps, description=f"step 0/{steps}", bar_style="info"
-        )
-        self.label = w.HTML("starting…")
-        self.tests = w.HTML()
-        self.engines = w.HTML(
-            f'<span style="color: var(--jp-ui-font-color2, #777)">{html.escape(engines)}</span>'
-        )
-        self.curve = w.HTML(render.score_curve_svg([]))
-        self.usage_label = w.HTML(self._usage_text())
-        self.stop_button = w.Button(
-            description="Stop",
-            icon="stop",
-            button_style="warning",
-            tooltip="stop after the step under way (every candidate is kept)",
-        )
-        self.stop_button.on_click(lambda _: self.stop())
-        hint = (
-            "Stop ends the run after the step under way; interrupting the kernel (■) stops at "
-            "once. Every candidate is kept."
-            if can_stop
-            else "Interrupt the kernel (■) to stop; every candidate is kept."
-        )
-        if not can_stop:
-            self.stop_button.layout.display = "none"
-        self.hint = w.HTML(f'<span style="color: var(--jp-ui-font-color2, #777)">{hint}</span>')
-        self.widget = w.VBox(
-            [
-                w.HBox([self.bar, self.stop_button]),
-                self.label,
-                self.tests,
-                w.HBox([self.curve, w.VBox([self.usage_label, self.engines, self.hint])]),
-            ]
-        )
-        self.widget.add_class("tg-magic-progress")
-
-    def _usage_text(self) -> str:
-        u = self.usage
-        return (
-            f"<b>{u.tokens:,}</b> tokens ({u.input_tokens:,} in, {u.output_tokens:,} out) · "
-            f"<b>${u.cost:.4f}</b> · {u.calls} calls"
-            + (f" ({u.cached_calls} from cache)" if u.cached_calls else "")
-        )
-
-    def update(self, result: StepResult, tests: str = "") -> None:
-        """Show one finished step (and the tests of the value it left, one line each)."""
-        self.results += 1
-        if result.val_after is not None or result.val_before is not None:
-            if not self.points and result.val_before is not None:
-                self.points.append(result.val_before)
-            if result.val_after is not None:
-                self.points.append(result.val_after)
-        elif result.score is not None:
-            self.points.append(result.score)
-        self.usage = self.usage + result.usage
-        self.bar.value = min(result.step, self.steps)
-        self.bar.description = f"step {result.step}/{self.steps}"
-        text = render.progress_text(result, self.steps)
-        if result.failures:
-            text += " (" + "; ".join(result.failures) + ")"
-        if self.stop_requested:
-            text += " · stopping…"
-        self.label.value = html.escape(text)
-        self.tests.value = (
-            f'<pre style="margin: 2px 0; white-space: pre-wrap">{html.escape(tests)}</pre>'
-            if tests
-            else ""
-        )
-        self.curve.value = render.score_curve_svg(self.points)
-        self.usage_label.value = self._usage_text()
-
-    def stop(self) -> None:
-        """The Stop button: the run ends after the step under way."""
-        self.stop_requested = True
-        self.stop_button.disabled = True
-        self.stop_button.description = "Stopping…"
-        self.label.value += html.escape(" · stopping after this step…")
-
-    def finish(self, message: str) -> None:
-        """The final state: the outcome with the final score; no Stop, no hint about it."""
-        self.stop_button.layout.display = "none"
-        self.hint.layout.display = "none"
-        self.bar.bar_style = "success" if self.results == self.steps else "warning"
-        self.label.value = html.escape(message)
-
-    def text(self) -> str:
-        return f"%tgoptimize: step {self.results}/{self.steps}"
