@@ -175,6 +175,19 @@ def test_python_prefix_keeps_the_code_of_a_chatty_reply() -> None:
     assert python_prefix("no code at all") == "no code at all"
 
 
+def test_python_prefix_keeps_only_the_definition_python_keeps_and_no_made_up_tests() -> None:
+    # What SmolLM2 wrote for a buggy is_even and average (measured): the old version first,
+    # a helper, the fix last; or the fix followed by the tests it was shown.
+    reply = (
+        "def is_even(n):\n    return n % 2 == 1\n\ndef is_odd(n):\n    return n % 2 == 1\n\n"
+        "def is_even(n):\n    return n % 2 == 0\n\nassert is_even(2)\n"
+        "def test_two():\n    assert is_even(2)\n"
+    )
+    assert python_prefix(reply) == (
+        "def is_odd(n):\n    return n % 2 == 1\n\ndef is_even(n):\n    return n % 2 == 0\n"
+    )
+
+
 @pytest.mark.skipif(
     importlib.util.find_spec("llama_cpp") is None, reason="the local extra is not installed"
 )

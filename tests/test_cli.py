@@ -261,30 +261,30 @@ def test_run_stops_at_the_cell_that_fails(tmp_path: Path) -> None:
     assert executed[2].outputs == []
 
 
-FIXED_FIZZBUZZ = (
-    "def fizzbuzz(n):\n    if n % 15 == 0:\n        return 'FizzBuzz'\n    if n % 3 == 0:\n"
-    "        return 'Fizz'\n    if n % 5 == 0:\n        return 'Buzz'\n    return str(n)"
+FIXED_FACTORIAL = (
+    "def factorial(n):\n    if n == 0:\n        return 1\n    return n * factorial(n - 1)"
 )
 
 
 def test_demo_fixes_what_the_tests_accept_and_checks_held_back_tests(
     fake_api: FakeMessagesAPI,
 ) -> None:
-    # The fake proposes a right fizzbuzz (wrapped in chatter) and broken code for the others.
+    # The fake proposes a right factorial (wrapped in chatter and followed by a made-up test)
+    # and broken code for the others.
     fake_api.add_rule(
-        "improved Python code defining fizzbuzz",
-        f"<IMPROVED_VARIABLE>Here it is:\n```python\n{FIXED_FIZZBUZZ}\n```\nDone."
-        "</IMPROVED_VARIABLE>",
+        "improved Python code defining factorial",
+        f"<IMPROVED_VARIABLE>Here it is:\n```python\n{FIXED_FACTORIAL}\n\n"
+        "def test_mine():\n    assert True\n```\nDone.</IMPROVED_VARIABLE>",
     )
     result = run_cli("demo", "--engine", HAIKU, "--steps", "2", "--candidates", "2")
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert "fizzbuzz   [#########---] tests 3/4 pass" in out
-    assert "[############] tests 4/4 pass  step 1/2: 1 candidates, kept a better version" in out
-    assert "range_sum  [------------] tests 0/2 pass" in out
+    assert "factorial     [------------] tests 0/2 pass" in out
+    assert "[############] tests 2/2 pass  step 1/2: 1 candidate, kept a better version" in out
+    assert "range_sum     [------------] tests 0/2 pass" in out
     assert "no candidate was better" in out
-    assert "held-back tests (never shown to a model): 0/3 functions pass before, 1/3 after" in out
-    assert "+    if n % 15 == 0:" in out and "Here it is" not in out
+    assert "held-back tests (never shown to a model): 0/4 functions pass before, 1/4 after" in out
+    assert "+        return 1" in out and "Here it is" not in out and "test_mine" not in out
     assert "$" in out  # usage per step
 
 
@@ -311,7 +311,7 @@ def test_demo_without_a_key_runs_on_the_local_model() -> None:
     assert "using the embedded local model" in result.stderr
     out = result.stdout
     assert "on local" in out
-    assert "held-back tests (never shown to a model): 0/3 functions pass before" in out
+    assert "held-back tests (never shown to a model): 0/4 functions pass before" in out
     assert "a stronger model (set ANTHROPIC_API_KEY, or --engine)" in out
 
 

@@ -171,13 +171,15 @@ def propose(
 
 
 CODE_START = re.compile(r"^(def |class |import |from |@|async def )")
+DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 
 
 def python_prefix(code: str) -> str:
     """The code of a reply: without Markdown fence lines, from its first definition or import
     on, cut to its longest leading part that parses, without top-level expressions (calls,
-    stray strings). Small models wrap a right fix in prose, fences or a call
-    of a test they made up: the tests should judge the fix, not the chatter around it."""
+    stray strings), asserts, `test_*` functions, or definitions that a later one of the same
+    name replaces. Small models wrap a right fix in prose, fences, the old version or tests
+    they made up: the tests should judge the fix, and the diff show it, without the chatter."""
     lines = [line for line in code.splitlines() if not line.startswith("```")]
     start = next((i for i, line in enumerate(lines) if CODE_START.match(line)), 0)
     lines = lines[start:]
@@ -187,9 +189,15 @@ def python_prefix(code: str) -> str:
             tree = pysource.parse(head)
         except SyntaxError:
             continue
+        defs = [n for n in tree.body if isinstance(n, DEFINITIONS)]
+        last = {n.name: n for n in defs}  # the definition of each name that Python keeps
         kept = []
         for node in tree.body:
-            if isinstance(node, ast.Expr):
+            if isinstance(node, ast.Expr | ast.Assert):
+                continue
+            if isinstance(node, DEFINITIONS) and (
+                last[node.name] is not node or node.name.startswith("test_")
+            ):
                 continue
             first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
             kept.append("\n".join(lines[first - 1 : node.end_lineno]))

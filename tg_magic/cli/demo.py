@@ -25,15 +25,25 @@ class Bug:
 
 BUGS = [
     Bug(
-        "fizzbuzz",
-        "def fizzbuzz(n):\n    if n % 3 == 0:\n        return 'Fizz'\n"
-        "    if n % 5 == 0:\n        return 'Buzz'\n"
-        "    if n % 15 == 0:\n        return 'FizzBuzz'\n    return str(n)\n",
-        "def test_fizz():\n    assert fizzbuzz(3) == 'Fizz'\n\n"
-        "def test_buzz():\n    assert fizzbuzz(10) == 'Buzz'\n\n"
-        "def test_fizzbuzz():\n    assert fizzbuzz(15) == 'FizzBuzz'\n\n"
-        "def test_number():\n    assert fizzbuzz(7) == '7'\n",
-        "assert fizzbuzz(45) == 'FizzBuzz' and fizzbuzz(9) == 'Fizz'\n",
+        "average",
+        "def average(numbers):\n    return sum(numbers) / (len(numbers) - 1)\n",
+        "def test_three():\n    assert average([1, 2, 3]) == 2\n\n"
+        "def test_two():\n    assert average([2, 4]) == 3\n",
+        "assert average([10]) == 10 and average([1, 2, 3, 6]) == 3\n",
+    ),
+    Bug(
+        "factorial",
+        "def factorial(n):\n    if n == 0:\n        return 0\n    return n * factorial(n - 1)\n",
+        "def test_zero():\n    assert factorial(0) == 1\n\n"
+        "def test_four():\n    assert factorial(4) == 24\n",
+        "assert factorial(1) == 1 and factorial(5) == 120\n",
+    ),
+    Bug(
+        "is_palindrome",
+        "def is_palindrome(text):\n    return text == text[::1]\n",
+        "def test_word():\n    assert is_palindrome('level')\n\n"
+        "def test_not():\n    assert not is_palindrome('python')\n",
+        "assert is_palindrome('racecar') and not is_palindrome('ab')\n",
     ),
     Bug(
         "range_sum",
@@ -43,14 +53,6 @@ BUGS = [
         "def test_one_number():\n    assert range_sum(5, 5) == 5\n",
         "assert range_sum(-2, 2) == 0 and range_sum(10, 12) == 33\n",
     ),
-    Bug(
-        "word_count",
-        "def word_count(text):\n    return len(text.split(' '))\n",
-        "def test_words():\n    assert word_count('one two three') == 3\n\n"
-        "def test_two_spaces():\n    assert word_count('one  two') == 2\n\n"
-        "def test_empty():\n    assert word_count('') == 0\n",
-        "assert word_count('  padded   words ') == 2\n",
-    ),
 ]
 BAR = 12
 
@@ -58,6 +60,10 @@ BAR = 12
 def bar(done: int, total: int) -> str:
     filled = round(BAR * done / total)
     return "[" + "#" * filled + "-" * (BAR - filled) + "]"
+
+
+def plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def fix(bug: Bug, args: argparse.Namespace) -> str:
@@ -81,7 +87,7 @@ def fix(bug: Bug, args: argparse.Namespace) -> str:
     first = TestLoss.report(tests(code))
     total = len(first.outcomes) or 1
     passed = sum(o.passed for o in first.outcomes)
-    print(f"{bug.name:<11}{bar(passed, total)} tests {passed}/{total} pass")
+    print(f"{bug.name:<14}{bar(passed, total)} tests {passed}/{total} pass")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # unusable replies are candidates that lose
         steps = optimize(
@@ -96,8 +102,8 @@ def fix(bug: Bug, args: argparse.Namespace) -> str:
             passed = round((result.val_after or 0.0) * total)
             better = result.val_after != result.val_before
             print(
-                f"{'':<11}{bar(passed, total)} tests {passed}/{total} pass  step "
-                f"{result.step}/{args.steps}: {len(result.candidates)} candidates, "
+                f"{'':<14}{bar(passed, total)} tests {passed}/{total} pass  step "
+                f"{result.step}/{args.steps}: {plural(len(result.candidates), 'candidate')}, "
                 f"{'kept a better version' if better else 'no candidate was better'}  "
                 f"[{result.usage}]"
             )
@@ -151,7 +157,7 @@ def add_parser(sub: Any) -> None:
     demo = sub.add_parser(
         "demo",
         help="fix buggy functions against their tests, end to end",
-        description="Fix three buggy functions against real tests: gradients, k candidates "
+        description="Fix four buggy functions against real tests: gradients, k candidates "
         "per step, the tests pick, held-back tests after. No API key: the embedded local model.",
     )
     demo.add_argument(
