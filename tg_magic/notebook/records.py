@@ -29,22 +29,46 @@ class StepCandidate:
     candidate: Candidate
 
 
+def _store(
+    history: History,
+    cell: CellVariable,
+    value: str,
+    gradients: list[str],
+    result: StepResult,
+    val_score: float | None,
+    kept: bool,
+    status: str,
+) -> int:
+    """One stored iteration of a step; the step's usage goes with the value it kept."""
+    return history.add(
+        cell.name,
+        value,
+        cell_id=cell.cell.cell_id,
+        gradients=gradients,
+        score=result.score,
+        val_score=val_score,
+        kept=kept,
+        status=status,
+        usage=str(result.usage) if kept or status == "rejected" else "",
+    )
+
+
 def proposals(history: History, params: list[CellVariable], result: StepResult) -> None:
     """A plain TGD step: each changed value, kept or rejected by the validation gate."""
     by_var = {id(p.variable): p for p in params}
     for proposal in result.proposals:
-        cell = by_var[id(proposal.variable)]
         if proposal.after != proposal.before:
-            history.add(
-                cell.name,
+            status = "candidate" if proposal.kept else "rejected"
+            cell = by_var[id(proposal.variable)]
+            _store(
+                history,
+                cell,
                 proposal.after,
-                cell_id=cell.cell.cell_id,
-                gradients=proposal.gradients,
-                score=result.score,
-                val_score=result.val_after,
-                kept=proposal.kept,
-                status="candidate" if proposal.kept else "rejected",
-                usage=str(result.usage),
+                proposal.gradients,
+                result,
+                result.val_after,
+                proposal.kept,
+                status,
             )
 
 
@@ -57,19 +81,18 @@ def candidates(
     ordered += [c for c in result.candidates if c.chosen]
     stored: dict[str, list[StepCandidate]] = {p.name: [] for p in params}
     for candidate in ordered:
+        status = "candidate" if candidate.chosen else "alternative"
         for cell, proposal, value in zip(params, result.proposals, candidate.values, strict=True):
-            if value == proposal.before:
-                continue
-            n = history.add(
-                cell.name,
-                value,
-                cell_id=cell.cell.cell_id,
-                gradients=proposal.gradients,
-                score=result.score,
-                val_score=candidate.score,
-                kept=candidate.chosen,
-                status="candidate" if candidate.chosen else "alternative",
-                usage=str(result.usage) if candidate.chosen else "",
-            )
-            stored[cell.name].append(StepCandidate(n, proposal.before, candidate))
+            if value != proposal.before:
+                n = _store(
+                    history,
+                    cell,
+                    value,
+                    proposal.gradients,
+                    result,
+                    candidate.score,
+                    candidate.chosen,
+                    status,
+                )
+                stored[cell.name].append(StepCandidate(n, proposal.before, candidate))
     return stored
