@@ -94,11 +94,12 @@ def bwrap_args(bwrap: str, limits: Limits, info_fd: int) -> list[str]:
         "--unshare-cgroup-try",
         "--die-with-parent", "--new-session", "--cap-drop", "ALL",
         "--clearenv", *_env_args(),
-        *_runtime_binds(),
         "--proc", "/proc",
         "--dev", "/dev",
         "--size", size, "--tmpfs", "/dev/shm",
         "--size", size, "--tmpfs", "/tmp",
+        # After /tmp: a runtime installed under /tmp (a clone there, its .venv) stays visible.
+        *_runtime_binds(),
         "--size", size, "--tmpfs", SCRATCH,
         "--chdir", SCRATCH,
         "--remount-ro", "/dev",
