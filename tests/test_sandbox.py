@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -27,6 +29,7 @@ def test_zero():
     assert add(0, 0) == 0
 """
 
+ROOT = Path(__file__).resolve().parents[1]
 CONTAINED = containment().startswith("bubblewrap:")
 needs_bwrap = pytest.mark.skipif(not CONTAINED, reason=containment())
 
@@ -347,3 +350,39 @@ def test_without_bubblewrap_limits_still_hold(
     looping = unsandboxed("def add(a, b):\n    while True:\n        pass\n", ADD_TESTS, timeout=2)
     assert looping.problem == "timed out after 2 s"
     assert os.environ["ANTHROPIC_API_KEY"] == "sk-ant-secret-value"  # the parent keeps its own
+
+
+@needs_bwrap
+def test_a_runtime_installed_under_tmp_is_seen_inside(tmp_path: Path) -> None:
+    """A clone and its .venv under /tmp (a CI checkout) must stay visible through the
+    sandbox's private /tmp: a venv here (tmp_path is under /tmp) holds pytest itself."""
+    import pytest as real_pytest
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
+    assert site.startswith("/tmp/")
+    installed = Path(real_pytest.__file__).parent.parent  # our site-packages
+    for name in ("pytest", "_pytest", "pluggy", "iniconfig", "packaging", "pygments", "py.py"):
+        source = installed / name
+        if source.is_dir():
+            shutil.copytree(source, Path(site) / name)
+        elif source.exists():
+            shutil.copy(source, Path(site) / name)
+    TESTS = "import pytest\n\n" + ADD_TESTS  # tests that need pytest itself
+    # tg_magic and its dependencies come from this checkout and our environment, after the
+    # venv's own site-packages, so pytest inside the sandbox can only be the copy under /tmp.
+    program = (
+        "import sys\n"
+        f"sys.path += [{str(ROOT)!r}, {str(installed)!r}]\n"
+        "from tg_magic.sandbox import run_tests\n"
+        f"report = run_tests('def add(a, b):\\n    return a + b\\n', {TESTS!r})\n"
+        "print(report.score, report.problem)\n"
+    )
+    result = subprocess.run([str(python), "-c", program], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "1.0", result.stdout
