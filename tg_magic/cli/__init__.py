@@ -8,9 +8,9 @@
 
 The command line is a face of its own, beside the notebook magics: it parses arguments, calls
 the library (or runs a notebook kernel), and prints what came back. No prompt is written here.
-One module per command (`demo`, `run`, `feedback`, `serve`, `tokens`), each with its
-`add_parser`; this module holds what they share: the parser class, the exit codes, one-line
-failures, `main`.
+One module per command (`demo`, `run`, `feedback`, `serve`, `tokens`), each with its `HELP`,
+`DESCRIPTION` and `arguments(parser)`; this module holds what they share: the parser class, the
+exit codes, one-line failures, `main`.
 """
 
 from __future__ import annotations
@@ -56,7 +56,8 @@ def build_parser() -> CommandLineParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandLineParser)
     sub.required = True
     for command in (demo, run, feedback, serve, tokens):
-        command.add_parser(sub)
+        name = command.__name__.rsplit(".", 1)[1]
+        command.arguments(sub.add_parser(name, help=command.HELP, description=command.DESCRIPTION))
     return parser
 
 

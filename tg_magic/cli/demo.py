@@ -153,18 +153,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(sub: Any) -> None:
-    demo = sub.add_parser(
-        "demo",
-        help="fix buggy functions against their tests, end to end",
-        description="Fix four buggy functions against real tests: gradients, k candidates "
-        "per step, the tests pick, held-back tests after. No API key: the embedded local model.",
-    )
-    demo.add_argument(
+HELP = "fix buggy functions against their tests, end to end"
+DESCRIPTION = (
+    "Fix four buggy functions against real tests: gradients, k candidates "
+    "per step, the tests pick, held-back tests after. No API key: the embedded local model."
+)
+
+
+def arguments(p: Any) -> None:
+    p.add_argument(
         "--engine",
         help="e.g. anthropic:claude-haiku-5-5 or local (default: "
         "Claude if ANTHROPIC_API_KEY is set, else local)",
     )
-    demo.add_argument("--steps", type=int, default=3, help="optimizer steps per function (3)")
-    demo.add_argument("--candidates", type=int, default=6, help="candidate versions per step (6)")
-    demo.set_defaults(func=cmd_demo)
+    p.add_argument("--steps", type=int, default=3, help="optimizer steps per function (3)")
+    p.add_argument("--candidates", type=int, default=6, help="candidate versions per step (6)")
+    p.set_defaults(func=cmd_demo)

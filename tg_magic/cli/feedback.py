@@ -110,42 +110,43 @@ def cmd_feedback(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(sub: Any) -> None:
-    fb = sub.add_parser(
-        "feedback",
-        help="score submitted notebooks and write a hint into each",
-        description="For each notebook: find the answer cell, run the teacher's tests (or a "
-        "judge with the rubric), write a copy with a feedback cell (score and a hint that "
-        "points at the problem without the solution), and a summary table.",
-    )
-    fb.add_argument("submissions", nargs="+", metavar="SUBMISSION", help=".ipynb files or folders")
-    fb.add_argument(
+HELP = "score submitted notebooks and write a hint into each"
+DESCRIPTION = (
+    "For each notebook: find the answer cell, run the teacher's tests (or a "
+    "judge with the rubric), write a copy with a feedback cell (score and a hint that "
+    "points at the problem without the solution), and a summary table."
+)
+
+
+def arguments(p: Any) -> None:
+    p.add_argument("submissions", nargs="+", metavar="SUBMISSION", help=".ipynb files or folders")
+    p.add_argument(
         "--target",
         required=True,
         metavar="NAME",
         help="the answer cell: %%%%tgvariable NAME, or a cell tagged NAME",
     )
-    loss = fb.add_mutually_exclusive_group(required=True)
+    loss = p.add_mutually_exclusive_group(required=True)
     loss.add_argument("--tests", metavar="FILE", help="Python tests (asserts or test_* functions)")
     loss.add_argument("--rubric", metavar="FILE", help="a rubric in words, for an LLM judge")
-    fb.add_argument("--out", required=True, metavar="DIR", help="folder for the results")
-    fb.add_argument(
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the results")
+    p.add_argument(
         "--engine", help="engine for hints and the judge (default: Claude with a key, else local)"
     )
-    fb.add_argument("--jobs", type=int, default=4, help="notebooks at once (default 4)")
-    fb.add_argument("--timeout", type=float, default=20.0, help="seconds per test run")
-    fb.add_argument("--force", action="store_true", help="redo notebooks finished before")
-    fb.add_argument(
+    p.add_argument("--jobs", type=int, default=4, help="notebooks at once (default 4)")
+    p.add_argument("--timeout", type=float, default=20.0, help="seconds per test run")
+    p.add_argument("--force", action="store_true", help="redo notebooks finished before")
+    p.add_argument(
         "--solution", metavar="FILE", help="the reference solution (the hint's leak check)"
     )
-    fb.add_argument(
+    p.add_argument(
         "--assignment",
         metavar="NAME",
         help="the gradebook column; with nbgrader's submitted/ layout, which assignment",
     )
-    fb.add_argument(
+    p.add_argument(
         "--unsandboxed",
         action="store_true",
         help="run the tests without bubblewrap (only for code you trust)",
     )
-    fb.set_defaults(func=cmd_feedback)
+    p.set_defaults(func=cmd_feedback)

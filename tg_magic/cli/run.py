@@ -231,21 +231,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(sub: Any) -> None:
-    run = sub.add_parser(
-        "run",
-        help="execute a notebook headless (its %%tgaccept cells write into the output)",
-        description="Execute a notebook with a kernel of this environment. The magics see the "
-        "output file as their notebook, so %tgaccept writes accepted values into it. "
-        "Cells run in the input notebook's folder; %%tgloss --data paths are read beside the "
-        "output, so keep --output in that folder when a notebook reads data files.",
-    )
-    run.add_argument("notebook", help="the .ipynb to run")
-    run.add_argument(
+HELP = "execute a notebook headless (its %%tgaccept cells write into the output)"
+DESCRIPTION = (
+    "Execute a notebook with a kernel of this environment. The magics see the "
+    "output file as their notebook, so %tgaccept writes accepted values into it. "
+    "Cells run in the input notebook's folder; %%tgloss --data paths are read beside the "
+    "output, so keep --output in that folder when a notebook reads data files."
+)
+
+
+def arguments(p: Any) -> None:
+    p.add_argument("notebook", help="the .ipynb to run")
+    p.add_argument(
         "--output",
         help="where to write the executed notebook "
         "(default: NOTEBOOK.run.ipynb beside it; may be NOTEBOOK itself)",
     )
-    run.add_argument("--engine", help="engine for every magic (TG_MAGIC_ENGINE)")
-    run.add_argument("--timeout", type=float, default=None, help="seconds per cell (default: none)")
-    run.set_defaults(func=cmd_run)
+    p.add_argument("--engine", help="engine for every magic (TG_MAGIC_ENGINE)")
+    p.add_argument("--timeout", type=float, default=None, help="seconds per cell (default: none)")
+    p.set_defaults(func=cmd_run)

@@ -49,13 +49,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(sub: Any) -> None:
-    p = sub.add_parser(
-        "serve",
-        help="the teacher's hint service for a class",
-        description="Serve hints to students (%%tghint in their notebooks) from the class "
-        "folder's tests, reference solution and model key, which never leave this process.",
-    )
+HELP = "the teacher's hint service for a class"
+DESCRIPTION = (
+    "Serve hints to students (%%tghint in their notebooks) from the class "
+    "folder's tests, reference solution and model key, which never leave this process."
+)
+
+
+def arguments(p: Any) -> None:
     p.add_argument("--class", dest="class_dir", required=True, metavar="DIR", help="class folder")
     p.add_argument("--port", type=int, default=None, help="port (default 8765)")
     p.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")

@@ -42,14 +42,15 @@ def cmd_tokens(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(sub: Any) -> None:
-    p = sub.add_parser(
-        "tokens",
-        help="make the students' (and the teacher's) tokens for tg-magic serve",
-        description="A token per student of the roster (a CSV with a login column, optional "
-        "name and expires columns). Only hashes are stored in the class folder; the tokens "
-        "are printed (or written to --out) for you to hand out.",
-    )
+HELP = "make the students' (and the teacher's) tokens for tg-magic serve"
+DESCRIPTION = (
+    "A token per student of the roster (a CSV with a login column, optional "
+    "name and expires columns). Only hashes are stored in the class folder; the tokens "
+    "are printed (or written to --out) for you to hand out."
+)
+
+
+def arguments(p: Any) -> None:
     p.add_argument("--class", dest="class_dir", required=True, metavar="DIR", help="class folder")
     p.add_argument("--students", metavar="CSV", help="the roster")
     p.add_argument("--teacher", action="store_true", help="also a new token for /teacher")

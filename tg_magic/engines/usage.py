@@ -139,24 +139,17 @@ class Meter:
     def _refusal(self, claim: Claim) -> str | None:
         """Why `claim` cannot start now (None: it can). Called with the lock held."""
         flying = [*self._in_flight, claim]
+        size = f"{claim.input_tokens:,} input + about {claim.output_tokens:,} output tokens"
         if self.budget_dollars is not None and _over(
             self.budget_dollars, self._spent.cost, flying, "dollars", "worst_dollars"
         ):
-            return (
-                f"budget reached: spent ${self._spent.cost:.4f} of ${self.budget_dollars:.4f}; "
-                f"the next call would cost about ${claim.dollars:.4f} ({claim.input_tokens:,} "
-                f"input + about {claim.output_tokens:,} output tokens); results so far are "
-                "kept. Raise it with tg.set_budget(dollars=...) to continue"
-            )
+            spent = f"${self._spent.cost:.4f} of ${self.budget_dollars:.4f}"
+            return _reached(spent, f"cost about ${claim.dollars:.4f} ({size})", "dollars")
         if self.budget_tokens is not None and _over(
             self.budget_tokens, self._spent.tokens, flying, "tokens", "worst_tokens"
         ):
-            return (
-                f"budget reached: spent {self._spent.tokens:,} of {self.budget_tokens:,} tokens; "
-                f"the next call would use about {claim.tokens:,} ({claim.input_tokens:,} input + "
-                f"about {claim.output_tokens:,} output); results so far are kept. "
-                "Raise it with tg.set_budget(tokens=...) to continue"
-            )
+            spent = f"{self._spent.tokens:,} of {self.budget_tokens:,} tokens"
+            return _reached(spent, f"use about {claim.tokens:,} ({size})", "tokens")
         return None
 
     def settle(self, usage: Usage, claim: Claim | None = None) -> None:
@@ -213,3 +206,11 @@ def _over(limit: float, spent: float, claims: list[Claim], expected: str, worst:
     expected_total = spent + sum(getattr(c, expected) for c in claims)
     worst_total = spent + sum(getattr(c, worst) for c in claims)
     return expected_total > limit or worst_total > limit + getattr(claims[-1], worst)
+
+
+def _reached(spent: str, next_call: str, setting: str) -> str:
+    """The one-line refusal of a budget: what was spent, what the next call needs, the fix."""
+    return (
+        f"budget reached: spent {spent}; the next call would {next_call}; results so far are "
+        f"kept. Raise it with tg.set_budget({setting}=...) to continue"
+    )
