@@ -243,7 +243,9 @@ class _Channel:
 
     def exception_class(self, kind: str, base: str = "Exception") -> type[BaseException]:
         known = getattr(builtins, kind, None)
-        if isinstance(known, type) and issubclass(known, Exception):
+        # StopIteration would silently end the test's map(), filter() or for loop: own class.
+        ends_iteration = kind in ("StopIteration", "StopAsyncIteration")
+        if isinstance(known, type) and issubclass(known, Exception) and not ends_iteration:
             return known
         if kind not in self.exceptions:
             parent = getattr(builtins, base, Exception)
