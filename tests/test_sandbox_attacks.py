@@ -502,6 +502,14 @@ def test_the_code_cannot_redefine_a_builtin_the_tests_use(name: str) -> None:
     shadow, tests = SHADOWS[name]
     report = run_tests(WRONG_SQUARE + shadow, tests)
     assert report.passed == 0, report.text()
+    assert f"the code defines `{name}`, Python's own, which the tests use; rename it" in (
+        report.problem
+    )
+
+
+def test_a_builtin_name_the_tests_do_not_use_is_the_codes_own() -> None:
+    code = "def sum(xs):\n    return 0\n\ndef square(n):\n    return n * n\n"
+    assert run_tests(code, "assert square(3) == 9\n").score == 1.0
 
 
 def test_stop_iteration_from_the_code_does_not_end_the_tests_loop() -> None:

@@ -435,6 +435,24 @@ def test_bad_class_folders_are_one_line(tmp_path: Path) -> None:
     assert sys.executable  # the same interpreter runs the command (tests.test_cli.command)
 
 
+def test_hidden_tests_run_apart_with_the_helpers_they_share() -> None:
+    from tg_magic.classroom.scoring import Assignment, score_tests
+
+    tests = (
+        "import statistics\n\ndef expected(xs):\n    return statistics.median(xs)\n\n"
+        "# hidden, 2 points\ndef test_secret():\n"
+        "    assert median([9, 1, 4]) == expected([9, 1, 4])\n\n"
+        "def test_visible():\n    assert median([3, 1, 2]) == expected([3, 1, 2])\n"
+    )
+    code = "def median(xs):\n    return sorted(xs)[len(xs) // 2]\n"
+    scored = score_tests(code, Assignment("median", "tests", tests))
+    assert {o["name"]: o["passed"] for o in scored.outcomes} == {
+        "test_secret": True,
+        "test_visible": True,
+    }
+    assert scored.score == 1.0 and scored.earned == 3.0
+
+
 def test_the_code_cannot_carry_a_hidden_tests_input_into_a_visible_tests_message() -> None:
     """The student's code sees the hidden test's arguments when it is called; it keeps them and
     puts them in the failure message of a visible test that runs later, which the reply shows."""
