@@ -91,6 +91,16 @@ def test_one_of_three_asserts_scores_a_third() -> None:
     assert all(o.duration >= 0 for o in report.outcomes)
 
 
+def test_asserts_inside_a_loop_count_whether_they_pass_or_fail() -> None:
+    """A top-level for loop of asserts is one test: counted when it passes too (it was only
+    counted when it failed, so right code scored 0 with "no tests were found")."""
+    loop = "for n in [1, 2, 3]:\n    assert square(n) == n * n\n"
+    right = run_tests("def square(x):\n    return x * x\n", loop)
+    assert right.status == "ok" and right.score == 1.0, right.text()
+    half = run_tests("def square(x):\n    return x * x\n", loop + "assert square(0) == 1\n")
+    assert half.passed == 1 and len(half.outcomes) == 2, half.text()
+
+
 def test_candidate_cannot_add_its_own_tests() -> None:
     code = "def add(a, b):\n    return 0\n\ndef test_free_pass():\n    pass\n"
     report = run_tests(code, "def test_add():\n    assert add(1, 1) == 2\n")

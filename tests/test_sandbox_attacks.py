@@ -464,3 +464,141 @@ def test_a_key_shaped_string_printed_by_the_code_never_reaches_the_report(secret
     assert not report.passed
     assert secret not in report.text()
     assert "[redacted]" in report.text()
+
+
+# ------------------------------------------------------------------ the test side's own names
+
+WRONG_SQUARE = "def square(x):\n    return 0\n\n"
+SHADOWS = {
+    # The code defines a builtin the tests rely on; the tests must still see the real one.
+    "range": (
+        "def range(*args):\n    return []\n",
+        "def test_squares():\n    for n in range(1, 5):\n        assert square(n) == n * n\n",
+    ),
+    "zip": (
+        "def zip(*args):\n    return []\n",
+        "def test_squares():\n"
+        "    for n, want in zip([1, 2, 3], [1, 4, 9]):\n        assert square(n) == want\n",
+    ),
+    "all": (
+        "def all(values):\n    return True\n",
+        "assert all([square(n) == n * n for n in [1, 2, 3]])\n",
+    ),
+    "sorted": (
+        "def sorted(values):\n    return [1, 4, 9]\n",
+        "assert sorted([square(n) for n in [3, 1, 2]]) == [1, 4, 9]\n",
+    ),
+    "len": (
+        "def len(values):\n    return 0\n",
+        "bad = [n for n in [1, 2, 3] if square(n) != n * n]\nassert len(bad) == 0, bad\n",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(SHADOWS))
+def test_the_code_cannot_redefine_a_builtin_the_tests_use(name: str) -> None:
+    """A wrong square() that also defines range/zip/all/sorted/len: the test cell's loop or
+    check must not run the code's version and pass without checking anything."""
+    shadow, tests = SHADOWS[name]
+    report = run_tests(WRONG_SQUARE + shadow, tests)
+    assert report.passed == 0, report.text()
+    assert f"the code defines `{name}`, Python's own, which the tests use; rename it" in (
+        report.problem
+    )
+
+
+def test_a_builtin_name_the_tests_do_not_use_is_the_codes_own() -> None:
+    code = "def sum(xs):\n    return 0\n\ndef square(n):\n    return n * n\n"
+    assert run_tests(code, "assert square(3) == 9\n").score == 1.0
+
+
+def test_stop_iteration_from_the_code_does_not_end_the_tests_loop() -> None:
+    """StopIteration raised in the code must fail the check, not silently end the map() or
+    filter() the test iterates (which makes all(map(...)) true without checking)."""
+    code = "def is_even(n):\n    raise StopIteration\n"
+    tests = (
+        "assert all(map(is_even, [2, 4, 6]))\n"
+        "assert list(filter(is_even, [1, 2, 3, 4])) == [2, 4]\n"
+        "for ok in map(is_even, [8, 10]):\n    assert ok\n"
+    )
+    report = run_tests(code, tests)
+    assert report.passed == 0, report.text()
+    assert "StopIteration" in report.outcomes[0].message
+
+
+# ------------------------------------------------------------------ forged frames on the stub pipe
+
+
+def _frame(payload: str) -> str:
+    """Candidate code whose add() writes `payload` (a Python bytes expression) as raw bytes to
+    the pipe the runner reads its answers from, then ends its process."""
+    return (
+        "import os, struct, sys\n"
+        "ANSWERS = int(sys.argv[2].split(',')[1])\n"
+        "def add(a, b):\n"
+        f"    data = {payload}\n"
+        "    view = memoryview(data)\n"
+        "    while view:\n"
+        "        view = view[os.write(ANSWERS, view):]\n"
+        "    os._exit(0)\n"
+    )
+
+
+def _framed(body: str) -> str:
+    return f"(lambda b: struct.pack('>I', len(b)) + b)({body})"
+
+
+STUB_FRAMES = {
+    "a 4 GB length": "struct.pack('>I', 0xFFFFFFF0) + b'{'",
+    "a cut frame": "struct.pack('>I', 1000) + b'{\"id\": 1, \"val'",
+    "not UTF-8": _framed("b'\\xff\\xfe\\xfd'"),
+    "not an object": _framed("b'[1, 2, 3]'"),
+    "nested 100000 deep": _framed("b'{\"id\":1,\"value\":' + b'[' * 100000 + b']' * 100000 + b'}'"),
+    "tags nested 900 deep": _framed(
+        "b'{\"id\":1,\"value\":' + b'{\"t\":[' * 900 + b']}' * 900 + b'}'"
+    ),
+    "a 200000-digit int": _framed("b'{\"id\":1,\"value\":' + b'9' * 200000 + b'}'"),
+    "an unhashable set": _framed('b\'{"id":1,"value":{"s":[[1]]}}\''),
+    "a bad dict pair": _framed('b\'{"id":1,"value":{"d":[[1]]}}\''),
+    "bad base64": _framed('b\'{"id":1,"value":{"b":"%%%"}}\''),
+    "a complex of strings": _framed('b\'{"id":1,"value":{"c":["x","y"]}}\''),
+    "another call's id": _framed('b\'{"id":7,"value":3}\''),
+    "a forged verdict in the answer": _framed(
+        'b\'{"id":1,"value":-1,"done":true,"outcome":{"name":"t","passed":true}}\''
+    ),
+    "a forged BaseException": _framed(
+        'b\'{"id":1,"raised":{"type":"KeyboardInterrupt","message":""}}\''
+    ),
+    "an exception that cannot be built": _framed(
+        'b\'{"id":1,"raised":{"type":"UnicodeDecodeError","message":"x"}}\''
+    ),
+    "an 8 MB answer of empty lists": _framed(
+        "b'{\"id\":1,\"value\":[' + b','.join([b'[]'] * 2_700_000) + b']}'"
+    ),
+}
+
+
+@pytest.mark.parametrize("frame", list(STUB_FRAMES))
+def test_forged_frames_on_the_stub_pipe_give_no_pass_and_end_in_time(frame: str) -> None:
+    """The code speaks the wire protocol itself: oversized, cut, malformed, deeply nested or
+    forged answers. The runner must fail the test (not crash into a pass, not hang)."""
+    code = _frame(STUB_FRAMES[frame])
+    tests = "assert add(1, 2) == 4\nassert add(2, 2) == 5\nassert add(0, 5) == 6\n"
+    report = run_tests(code, tests, timeout=20)
+    assert report.passed == 0, report.text()
+    assert report.status != "timeout", report.text()
+    assert report.text().startswith(("0 of", "No tests ran")), report.text()
+
+
+def test_a_failure_message_that_fakes_a_pass_does_not_change_the_summary() -> None:
+    """Exception messages and output written to look like the report's own summary line."""
+    fake = "\\n3 of 3 tests passed (score 1.00).\\n"
+    code = (
+        f"print('{fake}' * 3)\n"
+        "import os\n"
+        f"os.write(1, b'{fake}')\n"
+        f"def add(a, b):\n    raise AssertionError('{fake}')\n"
+    )
+    report = run_tests(code, ADD_TESTS)
+    assert report.score == 0.0
+    assert report.text().splitlines()[0] == "0 of 3 tests passed (score 0.00).", report.text()

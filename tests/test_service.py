@@ -7,10 +7,12 @@ from __future__ import annotations
 import csv
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -295,6 +297,48 @@ def test_direct_requests_get_one_clear_error_and_nothing_else(
     assert fake_api.calls == calls
 
 
+def test_a_negative_content_length_is_refused_without_reading_the_body(service: Service) -> None:
+    """Content-Length: -1 made the service read the body until the client closed (no size
+    limit, no token needed): one client could hold a thread and fill the teacher's memory."""
+    host, port = urllib.parse.urlsplit(service.url).netloc.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(b"POST /hint HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n")
+        sock.settimeout(15)  # a bound on the reply (an event), not a pause: it comes at once
+        try:
+            head = sock.recv(4096).decode("latin-1")
+        except TimeoutError:
+            head = "no reply: the service is still reading the body"
+    assert head.startswith(("HTTP/1.1 400", "HTTP/1.1 411", "HTTP/1.1 413")), head
+
+
+def test_concurrent_requests_do_not_get_past_the_hint_limit(
+    fake_api: FakeMessagesAPI, tmp_path: Path
+) -> None:
+    """One hint per hour: a second request sent while the first is still being answered (held
+    at the model here) is refused, not answered too (a student firing many at once)."""
+    scripted_model(fake_api)
+    folder, tokens = make_class(tmp_path, "hints_per_hour = 1\nhints_per_assignment = 5\n")
+    process = start_service(folder, fake_api)
+    try:
+        service = Service(listening_url(process), folder, tokens, process)
+        cell = {"variable": "median", "code": BUGGY}
+        fake_api.inject("stall", 1)
+        first: list[tuple[int, dict]] = []
+        thread = threading.Thread(target=lambda: first.append(service.post(cell, tokens["alice"])))
+        thread.start()
+        assert fake_api.wait_held(1)
+        status, reply = service.post(cell, tokens["alice"])
+        fake_api.release()
+        thread.join()
+        assert first[0][0] == 200, first
+        assert status == 429 and "1 hints per hour" in reply["error"], (status, reply)
+        log = (folder / "logs" / "alice.jsonl").read_text().splitlines()
+        assert [json.loads(line)["status"] for line in log].count("served") == 1
+    finally:
+        process.terminate()
+        process.communicate(timeout=30)
+
+
 def test_a_prompt_injected_cell_and_a_model_that_obeys_it_leak_nothing(
     service: Service, cells: Cells, fake_api: FakeMessagesAPI
 ) -> None:
@@ -326,7 +370,8 @@ class _FakeHub(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         token = self.headers.get("Authorization", "").removeprefix("token ")
-        known = {"hub-token-of-erin": "erin"}
+        # mallory: a Hub account whose name is the service's own name for the teacher
+        known = {"hub-token-of-erin": "erin", "hub-token-of-mallory": "(teacher)"}
         if self.path != "/hub/api/user" or token not in known:
             self.send_response(403)
             self.end_headers()
@@ -361,6 +406,9 @@ def test_under_jupyterhub_students_use_their_hub_token(
         assert (folder / "logs" / "erin.jsonl").exists()
         status, reply = service.post({"variable": "median", "code": BUGGY}, "hub-token-stolen")
         assert status == 401 and "JupyterHub does not know this token" in reply["error"]
+        # A Hub user named like the teacher does not get the teacher's page.
+        status, page = service.get("teacher?token=hub-token-of-mallory")
+        assert status in (401, 403) and "erin" not in page, page[:200]
     finally:
         process.terminate()
         process.communicate(timeout=30)
@@ -385,3 +433,40 @@ def test_bad_class_folders_are_one_line(tmp_path: Path) -> None:
         assert done.returncode == 2 and message in done.stderr
         assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert sys.executable  # the same interpreter runs the command (tests.test_cli.command)
+
+
+def test_hidden_tests_run_apart_with_the_helpers_they_share() -> None:
+    from tg_magic.classroom.scoring import Assignment, score_tests
+
+    tests = (
+        "import statistics\n\ndef expected(xs):\n    return statistics.median(xs)\n\n"
+        "# hidden, 2 points\ndef test_secret():\n"
+        "    assert median([9, 1, 4]) == expected([9, 1, 4])\n\n"
+        "def test_visible():\n    assert median([3, 1, 2]) == expected([3, 1, 2])\n"
+    )
+    code = "def median(xs):\n    return sorted(xs)[len(xs) // 2]\n"
+    scored = score_tests(code, Assignment("median", "tests", tests))
+    assert {o["name"]: o["passed"] for o in scored.outcomes} == {
+        "test_secret": True,
+        "test_visible": True,
+    }
+    assert scored.score == 1.0 and scored.earned == 3.0
+
+
+def test_the_code_cannot_carry_a_hidden_tests_input_into_a_visible_tests_message() -> None:
+    """The student's code sees the hidden test's arguments when it is called; it keeps them and
+    puts them in the failure message of a visible test that runs later, which the reply shows."""
+    from tg_magic.classroom.scoring import Assignment, score_tests
+
+    tests = (
+        "# hidden\ndef test_a_secret_case():\n    assert median([7, 1, 31337]) == 7\n\n\n"
+        "def test_visible():\n    assert median([3, 1, 2]) == 2\n"
+    )
+    code = (
+        "seen = []\n\ndef median(values):\n    seen.append(values)\n"
+        "    if len(seen) > 1:\n        raise ValueError(repr(seen[0]))\n    return 0\n"
+    )
+    scored = score_tests(code, Assignment("median", "tests", tests))
+    assert [o["passed"] for o in scored.outcomes] == [False, False]
+    shown = json.dumps(scored.outcomes) + scored.evaluation  # the reply and the hint model
+    assert "31337" not in shown, shown

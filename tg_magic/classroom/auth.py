@@ -155,6 +155,8 @@ class Authenticator:
         name = str(user.get("name") or "")
         if not name:
             raise AuthError("JupyterHub gave no user for this token")
+        if name == TEACHER:  # the teacher is only ever the local teacher token
+            raise AuthError("JupyterHub gave a user named like the teacher: not accepted")
         with self._lock:
             self._hub_seen[digest] = (name, time.monotonic())
         return name

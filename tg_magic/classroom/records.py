@@ -33,6 +33,7 @@ class Records:
         self.per_assignment = per_assignment
         self._lock = threading.Lock()
         self._hint_times: dict[tuple[str, str], list[float]] = {}
+        self._held: dict[tuple[str, str], int] = {}  # hints being made now, not yet recorded
         self.table: dict[str, dict[str, Standing]] = {}
         folder.mkdir(parents=True, exist_ok=True)
         for log in sorted(folder.glob("*.jsonl")):  # a restart keeps the limits and the table
@@ -45,19 +46,33 @@ class Records:
     def _path(self, student: str) -> Path:
         return self.folder / f"{_SAFE.sub('_', student)[:80] or '_'}.jsonl"
 
-    def refusal(self, student: str, assignment: str) -> str:
-        """Why this student may not have another hint now ("" when they may)."""
+    def refusal(self, student: str, assignment: str, *, hold: bool = False) -> str:
+        """Why this student may not have another hint now ("" when they may). With `hold`, a
+        hint that may be given is counted at once (until `unhold`), so requests sent together
+        cannot all pass the check before the first is recorded."""
         now = time.time()
         with self._lock:
             times = self._hint_times.get((student, assignment), [])
             all_times = [t for (s, _), ts in self._hint_times.items() if s == student for t in ts]
-        if len(times) >= self.per_assignment:
-            return f"hint limit reached: {self.per_assignment} hints for {assignment}"
-        recent = sorted(t for t in all_times if now - t < 3600)
-        if len(recent) >= self.per_hour:
-            wait = int(3600 - (now - recent[0])) // 60 + 1
-            return f"hint limit reached: {self.per_hour} hints per hour; try again in {wait} min"
-        return ""
+            held = {a: n for (s, a), n in self._held.items() if s == student}
+            all_times += [now] * sum(held.values())
+            why = ""
+            if len(times) + held.get(assignment, 0) >= self.per_assignment:
+                why = f"hint limit reached: {self.per_assignment} hints for {assignment}"
+            recent = sorted(t for t in all_times if now - t < 3600)
+            if not why and len(recent) >= self.per_hour:
+                wait = int(3600 - (now - recent[0])) // 60 + 1
+                why = f"hint limit reached: {self.per_hour} hints per hour; try again in {wait} min"
+            if hold and not why:
+                self._held[(student, assignment)] = held.get(assignment, 0) + 1
+        return why
+
+    def unhold(self, student: str, assignment: str) -> None:
+        """The held hint is recorded (or was not given): it no longer counts as held."""
+        with self._lock:
+            left = self._held.pop((student, assignment), 1) - 1
+            if left > 0:
+                self._held[(student, assignment)] = left
 
     def left(self, student: str, assignment: str) -> int:
         with self._lock:

@@ -74,16 +74,33 @@ class Scored:
 
 
 def score_tests(code: str, assignment: Assignment) -> Scored:
+    """The visible and the hidden tests run apart, each against a fresh process of the code, so
+    what the code sees in a hidden test cannot come back in a visible test's message."""
     tests = assignment.teacher_tests()
-    report = sandbox.run_tests(
-        code, tests.text, timeout=assignment.timeout, allow_unsandboxed=assignment.allow_unsandboxed
-    )
-    outcomes = tests.public_outcomes(report.outcomes)
+
+    def run(text: str) -> sandbox.TestReport:
+        return sandbox.run_tests(
+            code, text, timeout=assignment.timeout, allow_unsandboxed=assignment.allow_unsandboxed
+        )
+
+    visible = run(tests.visible_text) if tests.has_visible else None
+    hidden = run(tests.hidden_text) if tests.hidden_sources else None
+    reports = [r for r in (visible, hidden) if r is not None]
+    outcomes = tests.public_outcomes(tuple(o for r in reports for o in r.outcomes))
+    status = next((r.status for r in reports if r.status != "ok"), "ok")
+    if visible is not None and visible.status != "ok":
+        problem = visible.problem
+    elif hidden is not None and hidden.status == "timeout":
+        problem = hidden.problem  # "timed out after N s"
+    elif hidden is not None and hidden.status != "ok":
+        problem = f"the hidden tests' run ended: {hidden.status}"  # its details stay hidden
+    else:
+        problem = ""
     possible = sum(o["points"] for o in outcomes)
-    earned = sum(o["earned"] for o in outcomes) if report.status == "ok" else 0.0
+    earned = sum(o["earned"] for o in outcomes) if status == "ok" else 0.0
     scored = Scored(
-        status=report.status,
-        problem=report.problem,
+        status=status,
+        problem=problem,
         score=(earned / possible) if possible else 0.0,
         earned=earned,
         possible=possible,

@@ -68,10 +68,16 @@ class HintService:
             raise Refused(413, f"the cell has {len(code):,} characters; the limit is {limit:,}")
         if not code.strip():
             raise Refused(400, f"the cell {name} is empty: write your answer first")
-        why = self.records.refusal(student, name)
+        why = self.records.refusal(student, name, hold=True)
         if why:
             self.records.record(student, {"assignment": name, "status": "refused", "why": why})
             raise Refused(429, why)
+        try:  # the held slot counts against the limits until the hint is recorded
+            return self._serve(student, name, code, assignment)
+        finally:
+            self.records.unhold(student, name)
+
+    def _serve(self, student: str, name: str, code: str, assignment: Assignment) -> dict[str, Any]:
         try:
             scored, hint = self._grade(code, assignment)
         except TgMagicError as exc:
@@ -170,6 +176,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return self._json(411, {"error": "the request has no Content-Length"})
         most = self.server.service.folder.settings.max_cell_chars * 4 + 4096
+        if length < 0:  # rfile.read(-1) would read until the client closes, unbounded
+            self.close_connection = True
+            return self._json(400, {"error": "the request's Content-Length is negative"})
         if length > most:
             self.close_connection = True
             return self._json(

@@ -96,6 +96,29 @@ class TeacherTests:
             text = text.replace(source, "# (a hidden test)")
         return text
 
+    @property
+    def hidden_text(self) -> str:
+        """The hidden tests with what they share (imports, helpers), without the visible tests:
+        run apart, so nothing the code sees in a hidden test reaches a visible test's message."""
+        tree = pysource.parse(self.text)
+        lines = self.text.splitlines()
+        kept = []
+        for node in tree.body:
+            name = getattr(node, "name", "")
+            if isinstance(node, ast.Assert) or (name in self.specs and not self.specs[name].hidden):
+                continue
+            first = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
+            kept.append("\n".join(lines[first - 1 : node.end_lineno]))
+        return "\n\n\n".join(kept) + "\n"
+
+    @property
+    def has_visible(self) -> bool:
+        """Whether any test is shown (a visible test_* function or a top-level assert)."""
+        tree = pysource.parse(self.text)
+        return any(not s.hidden for s in self.specs.values()) or any(
+            isinstance(n, ast.Assert) for n in tree.body
+        )
+
     def public_outcomes(self, outcomes: tuple[Any, ...]) -> list[dict[str, Any]]:
         """Per test: name, passed, points, earned, hidden, and the message (empty if hidden)."""
         shown = []

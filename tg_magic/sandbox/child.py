@@ -8,6 +8,7 @@ runner writes the report, on a pipe the candidate has no access to.
 
 from __future__ import annotations
 
+import ast
 import builtins
 import contextlib
 import importlib.util
@@ -243,7 +244,9 @@ class _Channel:
 
     def exception_class(self, kind: str, base: str = "Exception") -> type[BaseException]:
         known = getattr(builtins, kind, None)
-        if isinstance(known, type) and issubclass(known, Exception):
+        # StopIteration would silently end the test's map(), filter() or for loop: own class.
+        ends_iteration = kind in ("StopIteration", "StopAsyncIteration")
+        if isinstance(known, type) and issubclass(known, Exception) and not ends_iteration:
             return known
         if kind not in self.exceptions:
             parent = getattr(builtins, base, Exception)
@@ -259,6 +262,16 @@ def _stub(channel: _Channel, name: str) -> Any:
 
     forward.__name__ = forward.__qualname__ = name
     return forward
+
+
+def _builtins_redefined(names: dict[str, Any], tests: str) -> list[str]:
+    """The code's names that replace a builtin the tests use (`range`, `len`, `all`, ...): in
+    the tests' namespace they would turn the tests' own loops and checks into the code's."""
+    try:
+        used = {n.id for n in ast.walk(ast.parse(tests)) if isinstance(n, ast.Name)}
+    except (SyntaxError, ValueError, RecursionError):
+        return []  # the tests' own collection reports it
+    return sorted(str(n) for n in names if n in used and hasattr(builtins, str(n)))
 
 
 def _namespace(channel: _Channel, names: dict[str, Any]) -> dict[str, Any]:
@@ -319,6 +332,15 @@ def runner(call_out: int, call_in: int, report: int) -> None:
         wire.send(
             report, {"import_error": first.get("import_error"), "output": first.get("output")}
         )
+        return
+    clash = _builtins_redefined(first["names"], job["tests"])
+    if clash:
+        names = ", ".join(f"`{n}`" for n in clash)
+        refused = {
+            "type": "Refused",
+            "message": f"the code defines {names}, Python's own, which the tests use; rename it",
+        }
+        wire.send(report, {"import_error": refused, "output": first.get("output")})
         return
     namespace = _namespace(channel, first["names"])
     sys.stdout = sys.stderr = sink

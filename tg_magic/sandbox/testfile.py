@@ -119,8 +119,9 @@ def plan(text: str, namespace: dict[str, Any]) -> list[Step]:
         return _function_plan(tree, text, namespace)
     steps = []
     for node in tree.body:
+        is_test = _has_assert(node)  # before _compile, which rewrites the asserts in place
         code = _compile([node], text)
-        steps.append(Step(_label(node, text), _has_assert(node), _runner(code, namespace)))
+        steps.append(Step(_label(node, text), is_test, _runner(code, namespace)))
     return steps
 
 
