@@ -403,3 +403,23 @@ def test_feedback_refuses_to_run_student_code_without_the_sandbox(tmp_path: Path
         "installed: sudo apt-get install bubblewrap (or pass --unsandboxed for code you trust)"
     ]
     assert not (tmp_path / "o").exists()
+
+
+def test_demo_defaults_with_a_key_claude_6_candidates_and_3_steps(
+    fake_api: FakeMessagesAPI,
+) -> None:
+    versions = iter(range(10_000))
+
+    def a_new_wrong_version(body: dict, text: str) -> str:  # type: ignore[type-arg]
+        name = re.search(r"defining (\w+)", text).group(1)  # type: ignore[union-attr]
+        code = f"def {name}(*args):\n    return {next(versions)}\n"
+        return f"<IMPROVED_VARIABLE>\n{code}</IMPROVED_VARIABLE>"
+
+    fake_api.add_rule("improved Python code defining", a_new_wrong_version)
+    result = run_cli("demo")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "fix 4 buggy functions against their tests on anthropic:claude-haiku-5-5" in out
+    assert {r["body"]["model"] for r in fake_api.requests} == {"claude-haiku-5-5"}
+    steps = re.findall(r"step (\d)/(\d): (\d) candidates", out)
+    assert len(steps) == 4 * 3 and {s[1:] for s in steps} == {("3", "6")}, out

@@ -385,3 +385,29 @@ def test_bad_class_folders_are_one_line(tmp_path: Path) -> None:
         assert done.returncode == 2 and message in done.stderr
         assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert sys.executable  # the same interpreter runs the command (tests.test_cli.command)
+
+
+def test_tokens_go_to_the_out_file_and_the_class_folder_keeps_hashes_only(tmp_path: Path) -> None:
+    folder = tmp_path / "class"
+    folder.mkdir()
+    (tmp_path / "roster.csv").write_text(
+        "login,name,expires\nalice,Alice A,\nbob,Bob B,2031-06-30\n"
+    )
+    out = tmp_path / "tokens.csv"
+    made = subprocess.run(
+        command("tokens", "--class", folder, "--students", tmp_path / "roster.csv", "--teacher",
+                "--out", out),
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert made.stdout.strip() == f"3 tokens written to {out} (hand each student their line)"
+    rows = {row["login"]: row for row in csv.DictReader(out.read_text().splitlines())}
+    assert set(rows) == {"alice", "bob", "(teacher)"} and rows["bob"]["expires"] == "2031-06-30"
+    stored = (folder / "tokens.json").read_text()
+    assert sorted(e["login"] for e in json.loads(stored)["tokens"].values()) == [
+        "(teacher)",
+        "alice",
+        "bob",
+    ]
+    assert rows["alice"]["token"].startswith("tgm_")
+    for row in rows.values():
+        assert row["token"] not in stored
