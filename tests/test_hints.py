@@ -9,6 +9,7 @@ import pytest
 
 import tg_magic as tg
 from tests import hintset
+from tests.cells import Cells
 from tests.fake_api import FakeMessagesAPI
 from tests.test_cli import run_cli
 from tg_magic import prompts
@@ -209,3 +210,27 @@ def test_the_model_check_withholds_when_its_reply_has_no_verdict(
     fair = next(i for i in hintset.items() if i["kind"] == "fair")
     shown = hintset.both_layers("anthropic:claude-haiku-5-5")(fair)
     assert shown == WITHHELD
+
+
+@pytest.mark.parametrize("route", ["%tgconfig", "TG_MAGIC_FEEDBACK_ONLY"])
+def test_feedback_only_mode_in_the_notebook(
+    route: str, cells: Cells, fake_api: FakeMessagesAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Steps and accept are off; %tggrad and %tghint show a hint with the code taken out."""
+    fake_api.add_rule("is learning", LEAKY)
+    if route == "TG_MAGIC_FEEDBACK_ONLY":
+        monkeypatch.setenv("TG_MAGIC_FEEDBACK_ONLY", "1")
+    else:
+        cells.run("%tgconfig --feedback-only on")
+    cells.run(f"%%tgvariable add --kind code\n{STUDENT}")
+    cells.run(f"%%tgloss add_tests --target add --tests\n{TESTS}")
+    for magic in ("%tgoptimize", "%tgstep", "%tgaccept add"):
+        cells.fails(magic, f"{magic.split()[0]} is disabled in feedback-only mode")
+    for magic in ("%tggrad add", "%tghint add"):
+        shown = cells.run(magic)
+        assert shown.startswith("### Hint for `add`") and EXPLANATION in shown, shown
+        assert visible_code(shown) == []
+    assert not any("<IMPROVED_VARIABLE>" in str(r["body"]) for r in fake_api.requests)
+    if route == "%tgconfig":  # the student's own kernel: they can turn it off
+        cells.run("%tgconfig --feedback-only off")
+        assert "step 1/1" in cells.run("%tgoptimize --steps 1")

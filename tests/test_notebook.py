@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -15,6 +16,7 @@ from typing import Any
 import nbformat
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
+from IPython.utils.capture import capture_output
 
 from tests.cells import Cells
 from tests.fake_api import FakeMessagesAPI, default_reply
@@ -276,6 +278,7 @@ def test_every_magic_answers_help(cells: Cells) -> None:
         "%tgaccept",
         "%tgrevert",
         "%tggraph",
+        "%tghint",
         "%tgconfig",
     ]:
         assert "usage:" in cells.run(f"{magic} --help"), magic
@@ -488,3 +491,139 @@ def test_k_candidates_of_a_prompt_are_scored_on_each_held_out_example(
     assert [len(c.per_example) for c in scores.values()] == [5, 5]
     statuses = [e.status for e in session_of(cells).history.entries("system")]
     assert statuses == ["original", "alternative", "candidate"]
+
+
+# -- the magics table: flags, data losses, settings, history file --------------------------
+
+
+def test_a_no_grad_variable_is_never_changed(cells: Cells, fake_api: FakeMessagesAPI) -> None:
+    cells.run(f"%%tgvariable add --kind code --no-grad\n{BUGGY_ADD}", "cell-add")
+    cells.run(f"%%tgloss add_tests --target add --tests\n{TESTS}", "cell-tests")
+    cells.fails("%tgoptimize --steps 1", "add was declared with --no-grad: nothing to optimize")
+    assert fake_api.requests == []
+    assert cells.ns["add"](1, 2) == -1  # the code still runs, unchanged
+
+
+def test_judge_flag_makes_a_judge_loss(cells: Cells, fake_api: FakeMessagesAPI) -> None:
+    cells.run("%%tgvariable answer --kind text\nThe capital of Australia is Sydney.")
+    shown = cells.run("%%tgloss check --target answer --judge\nIs it right? Be strict.")
+    assert shown.strip() == "check: judge loss on answer"
+    cells.run("%tgforward check")
+    judged = fake_api.requests[-1]["body"]
+    assert "Be strict." in str(judged) and "Sydney" in str(judged)
+
+
+def test_data_loss_from_csv_with_each_metric_and_its_own_model(
+    cells: Cells, fake_api: FakeMessagesAPI, tmp_path: Path
+) -> None:
+    question = "I have a plum and a car. How many objects do I have?"  # the fake: "Answer: 2"
+    rows = ["input,target"] + [f"{question},{t}" for t in ("Answer: 2", "2", "2 objects")]
+    (tmp_path / "counting.csv").write_text("\n".join(rows) + "\n")
+    cells.run("%%tgvariable system --kind prompt\nYou count objects.")
+    cells.ns["quarter"] = lambda prediction, target: 0.25
+    scores = {}
+    for metric in ("exact", "contains", "number", "python:quarter"):
+        shown = cells.run(
+            f"%tgloss acc --target system --data counting.csv --metric {metric} "
+            "--model anthropic:claude-opus-5-5"
+        )
+        assert "3 examples" in shown, shown
+        scores[metric] = re.search(r"\(score (\S+)\)", cells.run("%tgforward acc")).group(1)  # type: ignore[union-attr]
+    assert scores == {
+        "exact": "0.333",
+        "contains": "0.667",
+        "number": "1.000",
+        "python:quarter": "0.250",
+    }
+    assert {r["body"]["model"] for r in fake_api.requests} == {"claude-opus-5-5"}
+
+
+def test_history_is_kept_beside_the_notebook(
+    cells: Cells, fake_api: FakeMessagesAPI, tmp_path: Path
+) -> None:
+    (tmp_path / "course").mkdir()
+    open_add_notebook(cells, tmp_path / "course" / "work.ipynb")
+    fix_add(fake_api)
+    cells.run("%tgoptimize --steps 1")
+    path = tmp_path / "course" / ".tg_magic" / "work.history.sqlite"
+    assert f"history:          {path}" in cells.run("%tgconfig")
+    with sqlite3.connect(path) as db:
+        statuses = [row[0] for row in db.execute("SELECT status FROM entries ORDER BY n")]
+    assert statuses == ["original", "candidate"]
+
+
+def test_tgconfig_shows_every_setting(
+    cells: Cells, fake_api: FakeMessagesAPI, tmp_path: Path
+) -> None:
+    path = tmp_path / "work.ipynb"
+    add_notebook(path)
+    shown = cells.run(
+        "%tgconfig --engine anthropic:claude-sonnet-5-5 --backward-engine "
+        "anthropic:claude-opus-5-5 --concurrency 3 --request-timeout 30 --run-deadline 600 "
+        f"--budget-dollars 2.5 --budget-tokens 10000 --notebook {path} --feedback-only on "
+        "--allow-unsandboxed on"
+    )
+    for line in (
+        "engine:           anthropic:claude-sonnet-5-5",
+        "backward engine:  anthropic:claude-opus-5-5",
+        "concurrency:      3",
+        "request timeout:  30 s",
+        "run deadline:     600 s",
+        "budget:           $2.5 and 10,000 tokens",
+        f"notebook:         {path}",
+        "feedback-only:    on",
+        "unsandboxed ok:   on",
+    ):
+        assert line in shown.splitlines(), line
+
+
+@pytest.mark.xfail(
+    strict=True, reason="%tgconfig says 'cache: off' while the cache file holds no reply yet"
+)
+def test_tgconfig_shows_the_cache_file_before_its_first_reply(cells: Cells, tmp_path: Path) -> None:
+    other = tmp_path / "other.sqlite"
+    assert f"cache:            {other}" in cells.run(f"%tgconfig --cache {other}").splitlines()
+
+
+def without_bubblewrap(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A PATH without bwrap, as on a machine where it is not installed."""
+    from tg_magic import sandbox
+
+    monkeypatch.setenv("PATH", str(Path(sys.executable).parent))
+    assert not sandbox.available()
+
+
+def test_unsandboxed_runs_allowed_from_the_environment_run_the_tests(
+    cells: Cells, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    without_bubblewrap(monkeypatch)
+    monkeypatch.setenv("TG_MAGIC_ALLOW_UNSANDBOXED", "1")
+    assert "unsandboxed ok:   on" in cells.run("%tgconfig")
+    define_add(cells)
+    assert "1 of 2 tests pass" in cells.run("%tgforward")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="with unsandboxed runs allowed, the loss cell says 'no sandbox: ... or pass "
+    "allow_unsandboxed=True' (render.containment_line calls containment() without the consent)",
+)
+def test_the_loss_cell_says_what_an_allowed_unsandboxed_run_does_not_contain(
+    cells: Cells, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    without_bubblewrap(monkeypatch)
+    cells.run("%tgconfig --allow-unsandboxed on")
+    cells.run(f"%%tgvariable add --kind code\n{BUGGY_ADD}", "cell-add")
+    shown = cells.run(f"%%tgloss add_tests --target add --tests\n{TESTS}", "cell-tests")
+    assert "NOT CONTAINED" in shown and "the code can read your files" in shown
+
+
+def test_history_shows_each_steps_usage(cells: Cells, fake_api: FakeMessagesAPI) -> None:
+    define_add(cells)
+    fix_add(fake_api)
+    cells.run("%tgoptimize --steps 1")
+    with capture_output() as shown:
+        cells.shell.run_cell("%tghistory add")
+    page = shown.outputs[0].data["text/html"]
+    assert "<th" in page and ">usage<" in page
+    assert re.search(r"2 calls, \d+ input \+ \d+ output tokens, \$0\.\d{4}", page), page

@@ -396,3 +396,19 @@ def test_a_runtime_installed_under_tmp_is_seen_inside(tmp_path: Path) -> None:
     result = subprocess.run([str(python), "-c", program], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "1.0", result.stdout
+
+
+def test_the_same_code_and_tests_run_once_per_process_and_other_limits_run_again() -> None:
+    code = "import os\nTOKEN = os.urandom(8).hex()\n\ndef token():\n    return TOKEN\n"
+    tests = "assert token() == ''\n"  # fails, and the message carries this run's token
+    first = run_tests(code, tests)
+    assert "assert '" in first.outcomes[0].message
+    assert run_tests(code, tests).outcomes[0].message == first.outcomes[0].message  # not rerun
+    other = run_tests(code, tests, timeout=19)
+    assert other.outcomes[0].message != first.outcomes[0].message  # other limits: a new run
+
+
+def test_the_default_memory_limit_is_1024_mb() -> None:
+    report = run_tests("def add(a, b):\n    x = bytearray(2 * 1024**3)\n", ADD_TESTS)
+    assert report.score == 0.0
+    assert "1024 MB" in report.problem, report.problem

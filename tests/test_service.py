@@ -470,3 +470,29 @@ def test_the_code_cannot_carry_a_hidden_tests_input_into_a_visible_tests_message
     assert [o["passed"] for o in scored.outcomes] == [False, False]
     shown = json.dumps(scored.outcomes) + scored.evaluation  # the reply and the hint model
     assert "31337" not in shown, shown
+
+
+def test_tokens_go_to_the_out_file_and_the_class_folder_keeps_hashes_only(tmp_path: Path) -> None:
+    folder = tmp_path / "class"
+    folder.mkdir()
+    (tmp_path / "roster.csv").write_text(
+        "login,name,expires\nalice,Alice A,\nbob,Bob B,2031-06-30\n"
+    )
+    out = tmp_path / "tokens.csv"
+    made = subprocess.run(
+        command("tokens", "--class", folder, "--students", tmp_path / "roster.csv", "--teacher",
+                "--out", out),
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert made.stdout.strip() == f"3 tokens written to {out} (hand each student their line)"
+    rows = {row["login"]: row for row in csv.DictReader(out.read_text().splitlines())}
+    assert set(rows) == {"alice", "bob", "(teacher)"} and rows["bob"]["expires"] == "2031-06-30"
+    stored = (folder / "tokens.json").read_text()
+    assert sorted(e["login"] for e in json.loads(stored)["tokens"].values()) == [
+        "(teacher)",
+        "alice",
+        "bob",
+    ]
+    assert rows["alice"]["token"].startswith("tgm_")
+    for row in rows.values():
+        assert row["token"] not in stored

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -214,3 +217,124 @@ def test_load_task_without_data_says_where_to_put_it(tmp_path: Path) -> None:
         tg.tasks.load_task("GSM8K_DSPy", None)
     train, val, test, _ = tg.tasks.load_task("BBH_object_counting", None)
     assert (len(train), len(val), len(test)) == (12, 6, 10)  # the fixture's files, nothing more
+
+
+# -- What differs from TextGrad, on purpose (the README's list) --------------------------------
+
+
+def test_outputs_need_gradients_only_when_passed_to_an_optimizer(fake: FakeMessagesAPI) -> None:
+    question = tg.Variable("What is 2+2?", role_description="question", requires_grad=False)
+    answer = tg.BlackboxLLM("claude-haiku-5-5")(question)
+    assert answer.requires_grad is False  # nothing upstream needs a gradient
+    tg.TGD(parameters=[answer])
+    assert answer.requires_grad is True  # the optimizer marked it
+    fixed = tg.Variable("Be brief.", role_description="fixed instruction", requires_grad=False)
+    with pytest.raises(tg.InputError, match="fixed instruction has requires_grad=False"):
+        tg.TGD(parameters=[fixed])  # refused at once, not silently never changed
+
+
+def test_set_backward_engine_replaces_by_default(fake: FakeMessagesAPI) -> None:
+    tg.set_backward_engine("claude-haiku-5-5")
+    tg.set_backward_engine("claude-3-5-sonnet-20240620")  # a re-run cell: no error
+    assert tg.get_backward_engine().spec == "anthropic:claude-3-5-sonnet-20240620"
+
+
+def test_with_no_engine_set_the_default_engine_answers(fake: FakeMessagesAPI) -> None:
+    question = tg.Variable("What is 2+2?", role_description="question", requires_grad=False)
+    answer = tg.BlackboxLLM()(question)  # TextGrad raises here: no engine was set
+    assert answer.value
+    assert fake.requests[-1]["body"]["model"] == "claude-haiku-5-5"
+
+
+def test_no_default_system_prompt_is_sent(fake: FakeMessagesAPI) -> None:
+    tg.get_engine("claude-3-5-sonnet-20240620").generate("What is 2+2?")
+    question = tg.Variable("What is 3+3?", role_description="question", requires_grad=False)
+    tg.BlackboxLLM("claude-haiku-5-5")(question).value  # noqa: B018 - runs the call
+    assert [r["body"]["messages"][0]["content"] for r in fake.requests] == [
+        "What is 2+2?",
+        "What is 3+3?",
+    ]
+    assert ["system" in r["body"] for r in fake.requests] == [False, False]
+
+
+def test_importing_writes_no_log_files(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    code = "import tg_magic as tg; print(len(tg.logger.handlers))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=work, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "0"
+    assert list(work.iterdir()) == []  # TextGrad writes ./logs/*.jsonl here
+
+
+def test_sum_passes_each_items_feedback_on_unchanged(fake: FakeMessagesAPI) -> None:
+    first = tg.Variable("Paris is in Spain.", role_description="first claim")
+    second = tg.Variable("Rome is in Italy.", role_description="second claim")
+    total = tg.sum([first, second])
+    tg.TextLoss("Check both claims.", engine="claude-haiku-5-5")(total).backward("claude-haiku-5-5")
+    feedback = [g.value for g in total.gradients]
+    assert feedback
+    assert [g.value for g in first.gradients] == feedback
+    assert [g.value for g in second.gradients] == feedback
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "gemini-1.5-pro",
+        "together-llama-3",
+        "command-r",
+        "groq-llama3",
+        "azure-gpt-4",
+        "bedrock-claude",
+        "experimental:gemini/gemini-pro",
+        "experimental:together_ai/llama-3",
+        "experimental:cohere/command-r",
+        "experimental:groq/llama3",
+        "experimental:azure/gpt-4",
+        "experimental:bedrock/claude",
+    ],
+)
+def test_providers_without_an_engine_are_refused_in_one_line(name: str) -> None:
+    with pytest.raises(tg.InputError, match="is not supported by tg-magic") as refused:
+        tg.get_engine(name)
+    assert len(str(refused.value).splitlines()) == 1
+
+
+def test_tgd_takes_the_engine_as_its_second_positional_argument(fake: FakeMessagesAPI) -> None:
+    draft = tg.Variable("A short draft.", role_description="draft")
+    draft.gradients.append(tg.Variable("Make it longer.", role_description="feedback"))
+    tg.TGD([draft], "claude-3-5-sonnet-20240620").step()  # TextGrad's: verbose
+    assert [r["body"]["model"] for r in fake.requests] == ["claude-3-5-sonnet-20240620"]
+
+
+def test_what_is_not_provided_is_absent() -> None:
+    import importlib
+
+    modules = ["tg_magic", "tg_magic.autograd", "tg_magic.loss", "tg_magic.engine"]
+    for name in (
+        "LLMCall_with_in_context_examples",
+        "MultiFieldTokenParsedEvaluation",
+        "MultiChoiceTestTime",
+        "CachedEngine",
+    ):
+        assert not any(hasattr(importlib.import_module(m), name) for m in modules), name
+    draft = tg.Variable("x", role_description="draft")
+    for option in ("new_variable_tags", "optimizer_system_prompt", "gradient_memory"):
+        with pytest.raises(TypeError, match=option):
+            tg.TGD([draft], **{option: None})
+
+
+def test_load_task_reads_big_bench_hards_own_file_under_root(tmp_path: Path) -> None:
+    examples = [{"input": f"I have {i} cats.", "target": i} for i in range(250)]
+    (tmp_path / "object_counting.json").write_text(json.dumps({"examples": examples}))
+    train, val, test, _ = tg.tasks.load_task("BBH_object_counting", None, root=str(tmp_path))
+    assert (len(train), len(val), len(test)) == (50, 100, 100)  # TextGrad's split
+    assert val[0] == ("I have 50 cats.", "50")
+    with pytest.raises(tg.InputError, match="BBH_object_counting is not on this machine") as e:
+        tg.tasks.load_task("BBH_object_counting", None, root=str(tmp_path / "empty"))
+    assert str(tmp_path / "empty" / "object_counting.json") in str(e.value)
+    assert len(str(e.value).splitlines()) == 1
+    with pytest.raises(tg.InputError, match="unknown task 'my_task'"):
+        tg.tasks.load_task("my_task", None)
