@@ -95,11 +95,6 @@ def test_tgconfig_sets_the_request_timeout_and_run_deadline(cells: Cells) -> Non
     cells.fails("%tgconfig --request-timeout -1", "request_timeout must be a positive number")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="%tgconfig writes through a traitlet that forwards only a change of its own cached "
-    "value: after tg.configure(...) in a cell, %tgconfig back to the old value is ignored",
-)
 def test_tgconfig_writes_a_setting_that_tg_configure_changed(cells: Cells) -> None:
     cells.run("import tg_magic as tg\ntg.configure(concurrency=5, feedback_only=True)")
     shown = cells.run("%tgconfig --concurrency 16 --feedback-only off")

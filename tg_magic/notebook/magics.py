@@ -372,19 +372,18 @@ class TgMagics(Magics):
         for name, value in vars(args).items():
             if value is None:
                 continue
-            if name == "allow_unsandboxed":
-                tg_config.configure(allow_unsandboxed=value == "on")
-                continue
-            if name in ("request_timeout", "run_deadline"):
-                tg_config.configure(**{name: value})
-                continue
-            if name == "feedback_only":
+            if name in ("feedback_only", "allow_unsandboxed"):
                 value = value == "on"
             if name in ("engine", "backward_engine"):
                 from ..engines import get_engine
 
                 get_engine(value)  # fails now, with the fix, if the spec is wrong
-            setattr(self, name, value)
+            if name in tg_config.FIELDS and name != "notebook":  # the session owns --notebook
+                # The library owns the setting: write it there, even where the traitlet already
+                # holds this value (tg.configure in a cell may have changed the setting since).
+                tg_config.configure(**{name: value if value != "" else None})
+            if self.has_trait(name):
+                setattr(self, name, value)
         print(render.settings_text(self.session))
 
     # -- showing ------------------------------------------------------------------------------

@@ -120,10 +120,11 @@ def history_text(name: str, rows: list[HistoryRow]) -> str:
         e = r.entry
         mark = "◀ in the cell" if r.in_cell else ""
         lines.append(
-            f"  {e.n:<3} {e.status:<9} score before {score_text(e.score):<6} "
+            f"  {e.n:<3} {e.status:<11} score before {score_text(e.score):<6} "
             f"score after {score_text(e.val_score):<6} {r.tests:<18} {first_line(e.value)} {mark}"
         )
         lines += [f"        {f}" for f in r.failures]
+        lines += [f"        usage: {e.usage}"] if e.usage else []
     return "\n".join(line.rstrip() for line in lines)
 
 
@@ -202,10 +203,8 @@ def containment_line() -> str:
     from .. import sandbox
     from ..config import settings
 
-    available = getattr(sandbox, "available", None)
-    contained = available() if available is not None else True
-    if contained or settings.allow_unsandboxed:
-        return f"tests run in a child process; {sandbox.containment()}"
+    if sandbox.available() or settings.allow_unsandboxed:
+        return f"tests run in a child process; {sandbox.containment(settings.allow_unsandboxed)}"
     return (
         "the tests will not run until you choose: bubblewrap is missing here (install it with "
         "apt-get install bubblewrap), or run them without the sandbox with "
@@ -380,7 +379,7 @@ def settings_text(session: Session) -> str:
             f"request timeout:  {_seconds(settings.request_timeout, 'the provider default')}",
             f"run deadline:     {_seconds(settings.run_deadline, 'none')}",
             f"budget:           {budget_text(METER.budget_dollars, METER.budget_tokens)}",
-            f"cache:            {cache.path if cache else 'off'}",
+            f"cache:            {cache.path if cache is not None else 'off'}",
             f"notebook:         {session.notebook or '(unknown)'}",
             f"history:          {session.history.path}",
             f"feedback-only:    {'on' if settings.feedback_only else 'off'}",

@@ -199,9 +199,16 @@ class Session:
 
     # -- turning cells into a graph ---------------------------------------------------------
     def build(
-        self, name: str | None, *, val: str | None = None, val_frac: float | None = None
+        self,
+        name: str | None,
+        *,
+        val: str | None = None,
+        val_frac: float | None = None,
+        optimizing: bool = True,
     ) -> Built:
-        parts = [self.build_one(c, val, val_frac) for c in self.loss_cells(name)]
+        """The graph of loss `name` (None: all); `optimizing=False` for a forward pass, which
+        may also evaluate variables declared with --no-grad."""
+        parts = [self.build_one(c, val, val_frac, optimizing) for c in self.loss_cells(name)]
         params: list[CellVariable] = []
         for built in parts:
             params += [p for p in built.parameters if p not in params]
@@ -220,10 +227,12 @@ class Session:
         train = next((o.train for o in objectives if o.train), None)
         return Built(params, Objective(loss, train, validate))
 
-    def build_one(self, cell: LossCell, val: str | None, val_frac: float | None) -> Built:
+    def build_one(
+        self, cell: LossCell, val: str | None, val_frac: float | None, optimizing: bool = True
+    ) -> Built:
         target = self.variable(cell.target)
         var = target.variable
-        if not var.requires_grad:
+        if optimizing and not var.requires_grad:
             raise InputError(
                 f"{target.name} was declared with --no-grad: nothing to optimize for {cell.name}"
             )
@@ -298,7 +307,7 @@ class Session:
             yield result
 
     def forward(self, name: str | None) -> Variable:
-        built = self.build(name)
+        built = self.build(name, optimizing=False)
         loss = built.objective.loss(list(built.objective.train or []) or None)
         self.last_loss, self.last_parameters = loss, built.parameters
         loss.value  # noqa: B018 - runs the graph
