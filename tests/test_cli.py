@@ -448,3 +448,26 @@ def test_run_writes_the_output_file_it_is_given_and_the_magics_take_it(tmp_path:
     executed = nbformat.read(out, as_version=4).cells
     assert executed[0].outputs[0]["text"].strip() == str(out)
     assert not (tmp_path / "mine.run.ipynb").exists()
+
+
+def test_spreadsheet_formulas_in_logins_names_and_hints_stay_text(tmp_path: Path) -> None:
+    """A Hub login, a roster name or a model's hint that starts like a formula would run in
+    the teacher's spreadsheet (CSV injection): the files keep it as text, and read it back."""
+    from tg_magic.classroom.gradebook import read_gradebook, update_gradebook
+    from tg_magic.classroom.results import Result
+    from tg_magic.classroom.summary import write_csv
+
+    login, name = '=HYPERLINK("http://evil.example","grades")', "@SUM(1+1)*cmd|' /C calc'!A0"
+    book = tmp_path / "gradebook.csv"
+    update_gradebook(book, "hw1", {login: 3.0, "alice": 2.0}, names={login: name})
+    update_gradebook(book, "hw2", {login: 1.0})
+    summary = tmp_path / "summary.csv"
+    write_csv(
+        [Result(login, "n.ipynb", score=0.5, points=1.0, hint="-1 + 2 shows it")], "", summary
+    )
+    for path in (book, summary):
+        cells = [c for row in csv.reader(path.read_text().splitlines()) for c in row]
+        assert not [c for c in cells if c.startswith(("=", "+", "-", "@"))], path.read_text()
+    columns, rows = read_gradebook(book)
+    assert columns == ["hw1", "hw2"] and set(rows) == {login, "alice"}  # one row per login
+    assert rows[login]["Student"] == name and rows[login]["hw2"] == "1"

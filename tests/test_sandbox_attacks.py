@@ -602,3 +602,22 @@ def test_a_failure_message_that_fakes_a_pass_does_not_change_the_summary() -> No
     report = run_tests(code, ADD_TESTS)
     assert report.score == 0.0
     assert report.text().splitlines()[0] == "0 of 3 tests passed (score 0.00).", report.text()
+
+
+def test_terminal_escapes_from_the_code_never_reach_a_report() -> None:
+    """Colours, a cleared screen or a window title in output and messages would repaint the
+    terminal of `tg-magic feedback` or a log viewer; the report keeps the words only."""
+    code = (
+        "print('\\x1b[2J\\x1b[31mred\\x1b[0m')\n"
+        "import sys\nsys.stderr.write('\\x1b]0;owned\\x07 bell\\r')\n"
+        "def add(a, b):\n    raise ValueError('\\x1b[1Aup\\x00 and \\x9b over')\n"
+    )
+    for report in (run_tests(code, ADD_TESTS), run_tests("import sys\nsys.exit('\\x1b[2J')", "")):
+        everything = (
+            report.text()
+            + report.problem
+            + report.output
+            + "".join(o.message + o.output + o.traceback for o in report.outcomes)
+        )
+        assert not any(c in everything for c in "\x1b\x07\x00\x9b\r"), repr(everything)
+    assert "up and  over" in run_tests(code, ADD_TESTS).outcomes[0].message

@@ -275,6 +275,7 @@ def test_direct_requests_get_one_clear_error_and_nothing_else(
         ({"variable": "median", "code": BUGGY, "raw": True, "debug": True, "mode": "solution"},
          service.tokens["bob"], None, 200, ""),
         (None, service.tokens["bob"], b"{not json", 400, "not JSON"),
+        (None, service.tokens["bob"], b"[" * 5000, 400, "not JSON"),  # nested past recursion
         (None, service.tokens["bob"], b"x" * 20_000, 413, "the request is 20,000 bytes"),
     ]  # fmt: skip
     for body, token, raw, status, message in cases:
@@ -496,3 +497,16 @@ def test_tokens_go_to_the_out_file_and_the_class_folder_keeps_hashes_only(tmp_pa
     assert rows["alice"]["token"].startswith("tgm_")
     for row in rows.values():
         assert row["token"] not in stored
+
+
+def test_a_login_changed_to_fit_a_file_name_keeps_its_own_log(tmp_path: Path) -> None:
+    from tg_magic.classroom.records import Records
+
+    records = Records(tmp_path / "logs", per_hour=6, per_assignment=20)
+    for login in ("a+b", "a_b", "a/b"):
+        records.record(login, {"assignment": "median", "status": "served"})
+    logs = sorted((tmp_path / "logs").glob("*.jsonl"))
+    assert len(logs) == 3
+    for log in logs:
+        (line,) = log.read_text().splitlines()
+        assert log.name.startswith(json.loads(line)["student"].replace("+", "_").replace("/", "_"))

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 
-from .results import write_atomic
+from .results import from_spreadsheet_cell, spreadsheet_cell, write_atomic
 
 NAME, LOGIN = "Student", "SIS Login ID"
 _lock = threading.Lock()
@@ -29,7 +29,12 @@ def read_gradebook(path: Path) -> tuple[list[str], dict[str, dict[str, str]]]:
     with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         columns = [c for c in (reader.fieldnames or []) if c not in (NAME, LOGIN)]
-        rows = {row[LOGIN]: dict(row) for row in reader if row.get(LOGIN)}
+        rows = {}
+        for row in reader:
+            if row.get(LOGIN):
+                row[NAME] = from_spreadsheet_cell(row.get(NAME) or "")
+                row[LOGIN] = from_spreadsheet_cell(row[LOGIN])
+                rows[row[LOGIN]] = dict(row)
     return columns, rows
 
 
@@ -55,5 +60,8 @@ def update_gradebook(
         writer = csv.DictWriter(buffer, [NAME, LOGIN, *columns], restval="", extrasaction="ignore")
         writer.writeheader()
         for login in sorted(rows):
-            writer.writerow(rows[login])
+            row = rows[login]
+            writer.writerow(
+                {**row, NAME: spreadsheet_cell(row[NAME]), LOGIN: spreadsheet_cell(row[LOGIN])}
+            )
         write_atomic(path, buffer.getvalue())

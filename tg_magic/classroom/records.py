@@ -4,6 +4,7 @@ limits read from it, and the class table for the teacher's page and the gradeboo
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import threading
@@ -44,7 +45,10 @@ class Records:
                     continue
 
     def _path(self, student: str) -> Path:
-        return self.folder / f"{_SAFE.sub('_', student)[:80] or '_'}.jsonl"
+        safe = _SAFE.sub("_", student)[:80] or "_"
+        if safe != student:  # changed to fit a file name: a suffix keeps a+b and a_b apart
+            safe += "-" + hashlib.sha256(student.encode("utf-8", "replace")).hexdigest()[:10]
+        return self.folder / f"{safe}.jsonl"
 
     def refusal(self, student: str, assignment: str, *, hold: bool = False) -> str:
         """Why this student may not have another hint now ("" when they may). With `hold`, a

@@ -35,6 +35,28 @@ class Result:
         return self.status == "ok"
 
 
+# A cell a spreadsheet would run as a formula (OWASP's CSV injection): a student's login or name,
+# or a model's hint, starting with one of these.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_cell(value: str) -> str:
+    """`value` as a CSV cell that Excel, Sheets, Canvas and Moodle show as text: a leading
+    apostrophe where it would start a formula; numbers stay numbers."""
+    if value.startswith(_FORMULA_START):
+        try:
+            float(value)
+            return value
+        except ValueError:
+            return "'" + value
+    return value
+
+
+def from_spreadsheet_cell(value: str) -> str:
+    """The value `spreadsheet_cell` wrote (files read back keep one row per login)."""
+    return value[1:] if value[:1] == "'" and value[1:2].startswith(_FORMULA_START) else value
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Write a text file atomically: a reader never sees half of it, a crash never loses it."""
     path.parent.mkdir(parents=True, exist_ok=True)

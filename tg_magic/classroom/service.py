@@ -126,7 +126,7 @@ class HintService:
 def _json(body: bytes) -> dict[str, Any]:
     try:
         data = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # nested too deep: not ours
         raise Refused(400, "the request is not JSON") from None
     if not isinstance(data, dict):
         raise Refused(400, 'send JSON {"variable": NAME, "code": CELL}')

@@ -7,7 +7,7 @@ import html
 import io
 from pathlib import Path
 
-from .results import Result, write_atomic
+from .results import Result, spreadsheet_cell, write_atomic
 from .scoring import Assignment
 
 
@@ -55,7 +55,7 @@ def write_csv(results: list[Result], mode: str, path: Path) -> None:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(head)
-    writer.writerows(rows)
+    writer.writerows([spreadsheet_cell(str(c)) for c in row] for row in rows)
     write_atomic(path, buffer.getvalue())
 
 

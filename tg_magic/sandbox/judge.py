@@ -14,7 +14,7 @@ from typing import Any
 
 from ..text import first_line
 from .containment import Limits
-from .report import TestOutcome, TestReport
+from .report import TestOutcome, TestReport, printable
 
 FLOOD_FACTOR = 10  # a run is stopped once its output passes this many times the output limit
 _MEMORY = ("MemoryError", "Cannot allocate memory", "std::bad_alloc", "out of memory")
@@ -81,7 +81,9 @@ def judge(run: Run, limits: Limits, contained: str) -> TestReport:
     )
 
     def report(status: str, problem: str, score: float = 0.0) -> TestReport:
-        return TestReport(found, score, problem, run.output, contained, status)
+        return TestReport(
+            found, score, printable(problem), printable(run.output), contained, status
+        )
 
     if run.timed_out:
         return report("timeout", f"timed out after {limits.timeout:g} s")

@@ -66,7 +66,7 @@ class Child:
         if self.inner_pid:  # the sandbox's PID 1: the kernel then kills its whole namespace
             with contextlib.suppress(OSError):
                 os.kill(self.inner_pid, signal.SIGKILL)
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, subprocess.TimeoutExpired):  # then killed below
             if self.popen.poll() is None:
                 if self.info_fd is None:
                     os.killpg(self.popen.pid, signal.SIGKILL)

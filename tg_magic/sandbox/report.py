@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 
 from ..errors import redact
@@ -24,13 +25,14 @@ class TestOutcome:
     duration: float = 0.0  # seconds
 
     def redacted(self, limit: int) -> TestOutcome:
-        """Bounded and without key-like strings: the text goes to models, widgets and files."""
+        """Bounded, printable and without key-like strings: the text goes to models, widgets,
+        terminals and files."""
         return replace(
             self,
-            name=clip(redact(self.name), 200),
-            message=clip(redact(self.message), 2000),
-            traceback=clip(redact(self.traceback), 3000),
-            output=clip(redact(self.output), limit),
+            name=clip(redact(printable(self.name)), 200),
+            message=clip(redact(printable(self.message)), 2000),
+            traceback=clip(redact(printable(self.traceback)), 3000),
+            output=clip(redact(printable(self.output)), limit),
         )
 
 
@@ -93,6 +95,19 @@ def _describe(outcome: TestOutcome) -> str:
 
 def _indent(text: str) -> str:
     return "\n".join("  " + line for line in text.splitlines())
+
+
+# Terminal escape sequences (colours, clearing the screen, window titles) and other control
+# characters: code under test could repaint a terminal or a log with them.
+_CONTROLS = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]"
+    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]"
+)
+
+
+def printable(text: str) -> str:
+    """`text` without terminal escape sequences and control characters (newlines and tabs stay)."""
+    return _CONTROLS.sub("", text)
 
 
 def clip(text: str, limit: int) -> str:
