@@ -462,6 +462,9 @@ class FakeMessagesAPI:
         self.faults_injected = 0
         # Usage reported (and counted by count_tokens) is this many times the text's chars/4.
         self.usage_scale = 1.0
+        # Fields of `usage` reported exactly as given, over the counted ones (a negative count,
+        # float("nan"), which goes out as the bare JSON token NaN, a string).
+        self.usage_fields: dict[str, Any] = {}
         self.count_tokens_enabled = True
         self._in_flight = 0
         self._max_concurrency = 0
@@ -576,6 +579,7 @@ class FakeMessagesAPI:
             self._faults.clear()
             self._held_total = 0
             self.usage_scale = 1.0
+            self.usage_fields = {}
             self.count_tokens_enabled = True
             self._max_concurrency = self._in_flight
             self._connections = len(self._open)
@@ -771,6 +775,7 @@ class FakeMessagesAPI:
                 "output_tokens": self._scaled(_tokens(len(answer))),
                 "cache_read_input_tokens": 0,
                 "cache_creation_input_tokens": 0,
+                **self.usage_fields,
             },
         }
 

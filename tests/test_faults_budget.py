@@ -79,12 +79,13 @@ def test_usage_four_times_the_estimate_is_never_exceeded_by_more_than_one_call(
     assert "tg.set_budget" in message and "\n" not in message
 
 
-def test_token_budget_holds_under_concurrency(fake_api: FakeMessagesAPI) -> None:
+@pytest.mark.parametrize("spec", [HAIKU, "anthropic:claude-sonnet-4-5"], ids=["priced", "unpriced"])
+def test_token_budget_holds_under_concurrency(fake_api: FakeMessagesAPI, spec: str) -> None:
     base.set_concurrency(64)
     fake_api.usage_scale = 3.0
     tg.set_budget(tokens=8_000)
     with tg.track_usage() as used:
-        results = runtime.run(run_all(HAIKU, prompts("tokens")))
+        results = runtime.run(run_all(spec, prompts("tokens")))
     assert any(isinstance(r, tg.BudgetExceeded) for r in results)
     assert used.usage.tokens <= 8_000 + 2048 + 200
     assert "tokens" in str(next(r for r in results if isinstance(r, tg.BudgetExceeded)))
@@ -116,3 +117,57 @@ def test_prompt_tokens_are_counted_by_the_api_before_sending(fake_api: FakeMessa
     fake_api.reset()
     tg.get_engine(HAIKU).generate("no budget, no count")
     assert [r["path"] for r in fake_api.requests] == ["/v1/messages"]
+
+
+@pytest.mark.parametrize(
+    "usage",
+    [{"input_tokens": float("nan")}, {"output_tokens": -(10**9)}, {"input_tokens": "12"}],
+    ids=["nan", "negative", "string"],
+)
+def test_a_usage_that_is_not_a_count_fails_in_one_line_and_leaves_the_budget_whole(
+    fake_api: FakeMessagesAPI, usage: dict[str, object]
+) -> None:
+    """A broken or hostile server's NaN or negative count would make the spend NaN or negative,
+    and no call would ever be refused again."""
+    tg.set_budget(dollars=0.02)
+    fake_api.usage_fields = usage
+    engine = tg.get_engine(HAIKU)
+    with pytest.raises(tg.EngineError, match="usage") as refused:
+        engine.generate("poisoned")
+    assert "\n" not in str(refused.value)
+    fake_api.usage_fields = {}
+    results = runtime.run(run_all(HAIKU, prompts("after")))
+    assert any(isinstance(r, tg.BudgetExceeded) for r in results)
+    assert 0 <= tg.engines.usage.METER.spent.cost <= 0.02 + cost_of_one_call(HAIKU)
+
+
+def test_a_reply_claiming_huge_usage_stops_the_run_and_is_shown_as_billed(
+    fake_api: FakeMessagesAPI,
+) -> None:
+    """A server reporting 1000 times the tokens (more output than max_tokens): no call starts
+    after it, and the spend shown is what it billed, not a clamped figure."""
+    base.set_concurrency(64)
+    fake_api.usage_scale = 1000.0
+    fake_api.count_tokens_enabled = False
+    tg.set_budget(dollars=0.03)
+    with tg.track_usage() as used:
+        results = runtime.run(run_all(HAIKU, prompts("huge")))
+    stops = [str(r) for r in results if isinstance(r, tg.BudgetExceeded)]
+    assert len(stops) + fake_api.calls == CALLS
+    assert fake_api.calls * cost_of_one_call(HAIKU) <= 0.03 + cost_of_one_call(HAIKU)
+    assert used.usage.cost > 10 * 0.03
+    assert all(f"spent ${used.usage.cost:.4f} of $0.0300" in s and "\n" not in s for s in stops)
+
+
+def test_retried_replies_racing_the_budget_at_64_calls_keep_it(fake_api: FakeMessagesAPI) -> None:
+    """Billed empty replies (retried by us) and overload errors (retried by the SDK) mixed into
+    64 concurrent calls: every retry is admitted by the budget like a first attempt."""
+    base.set_concurrency(64)
+    fake_api.inject("empty", 60)
+    fake_api.fail_next(529, 60)
+    tg.set_budget(dollars=0.03)
+    with tg.track_usage() as used:
+        results = runtime.run(run_all(HAIKU, prompts("retried")))
+    assert any(isinstance(r, tg.BudgetExceeded) for r in results)
+    assert all(isinstance(r, str | tg.TgMagicError) and "\n" not in str(r) for r in results)
+    assert used.usage.cost <= 0.03 + cost_of_one_call(HAIKU)

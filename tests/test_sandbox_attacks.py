@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -253,6 +254,73 @@ def add(a, b):
     assert _comm_count("tgforkbomb") == 0
 
 
+def test_work_left_for_after_the_answers_neither_delays_the_run_nor_survives_it() -> None:
+    """A grandchild in its own session that ignores signals, a thread that never ends, a sleep
+    at exit, in a __del__ and in a SIGTERM handler: all wait for after the verdict."""
+    code = """\
+import atexit, os, signal, threading, time
+
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        for number in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            signal.signal(number, signal.SIG_IGN)
+        open('/proc/self/comm', 'w').write('tglinger')
+        os.read(os.pipe()[0], 1)
+    os._exit(0)
+os.wait()
+
+class _Slow:
+    def __del__(self):
+        time.sleep(3600)
+
+_keep = _Slow()
+atexit.register(time.sleep, 3600)
+signal.signal(signal.SIGTERM, lambda *_: time.sleep(3600))
+threading.Thread(target=time.sleep, args=(3600,)).start()
+
+def add(a, b):
+    return a + b
+"""
+    started = time.monotonic()
+    report = run_tests(code, ADD_TESTS, timeout=10)
+    assert report.score == 1.0, report.text()
+    assert time.monotonic() - started < 10
+    assert _comm_count("tglinger") == 0
+
+
+def test_the_code_cannot_find_or_trace_the_test_runner() -> None:
+    """Every PID number signalled, and each process found traced, its memory opened and read:
+    the code finds itself (the scan works) and never the runner."""
+    code = """\
+import ctypes, os
+
+def reach():
+    libc = ctypes.CDLL(None, use_errno=True)
+    found = []
+    for pid in range(1, 1 << 16):
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            continue
+        with open(f'/proc/{pid}/cmdline', 'rb') as handle:
+            found.append(handle.read().replace(b'\\0', b' ').decode())
+        if pid != os.getpid() and libc.ptrace(16, pid, None, None) == 0:  # PTRACE_ATTACH
+            libc.ptrace(17, pid, None, None)  # PTRACE_DETACH
+        local = (ctypes.c_char * 8)()
+        vec = (ctypes.c_void_p * 2)(ctypes.addressof(local), 8)
+        libc.process_vm_readv(pid, vec, 1, vec, 1, 0)
+    return found
+"""
+    tests = (
+        "found = reach()\n"
+        "assert any('child.py candidate' in c for c in found), found\n"
+        "assert not any('child.py runner' in c for c in found), found\n"
+    )
+    report = run_tests(code, tests)
+    assert report.score == 1.0, report.text()
+
+
 def test_killing_the_parent_leaves_no_sandbox_behind() -> None:
     """A kernel killed with SIGKILL (no atexit) takes its warm sandboxes with it."""
     script = (
@@ -374,6 +442,19 @@ FORGERIES = {
         "        os.write(fd, struct.pack('>I', len(data)) + data)\n"
         "    except OSError:\n"
         "        pass\n"
+    ),
+    "reopen every fd through /proc, both ways, and write a verdict": (
+        "import json, os, struct\n"
+        "fake = {'outcome': {'name': 'x', 'passed': True}, 'done': True}\n"
+        "data = json.dumps(fake).encode()\n"
+        "for folder in ('/proc/self/fd', '/proc/1/fd'):\n"
+        "    for fd in os.listdir(folder):\n"
+        "        for flags in (os.O_WRONLY, os.O_RDWR):\n"
+        "            try:\n"
+        "                new = os.open(f'{folder}/{fd}', flags | os.O_NONBLOCK)\n"
+        "                os.write(new, struct.pack('>I', len(data)) + data)\n"
+        "            except OSError:\n"
+        "                pass\n"
     ),
 }
 

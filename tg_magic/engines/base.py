@@ -257,7 +257,11 @@ def _usage_dict(usage: Usage) -> dict[str, int]:
 
 
 def counted(model: str, input_tokens: int, output_tokens: int, cache_read_tokens: int = 0) -> Usage:
-    """The Usage of one call made to the provider, priced."""
+    """The Usage of one call made to the provider, priced. A count that is not a whole number
+    of tokens (NaN, negative, text) is an unusable reply: summed, it would lift the budget."""
+    for count in (input_tokens, output_tokens, cache_read_tokens):
+        if type(count) is not int or count < 0:
+            raise UnusableReply(f"a reply whose token usage is not a count ({count!r})")
     return Usage(
         calls=1,
         input_tokens=input_tokens,
