@@ -14,7 +14,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -282,10 +281,8 @@ threading.Thread(target=time.sleep, args=(3600,)).start()
 def add(a, b):
     return a + b
 """
-    started = time.monotonic()
-    report = run_tests(code, ADD_TESTS, timeout=10)
-    assert report.score == 1.0, report.text()
-    assert time.monotonic() - started < 10
+    report = run_tests(code, ADD_TESTS)  # a run the lingering work delayed would time out
+    assert report.score == 1.0 and report.status == "ok", report.text()
     assert _comm_count("tglinger") == 0
 
 
