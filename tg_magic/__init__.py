@@ -35,11 +35,13 @@ from .functions import (
     LLMCall,
     StringBasedFunction,
     Sum,
+    llm,
     sum,
 )
 from .images import Image
 from .logger import logger
 from .loss import MultiFieldEvaluation, TextLoss
+from .objectives import optimize
 from .optim import TGD, FailedUpdate
 from .variable import Gradient, Variable
 
@@ -82,7 +84,9 @@ __all__ = [
     "engine",
     "get_backward_engine",
     "get_engine",
+    "llm",
     "logger",
+    "optimize",
     "optimizer",
     "set_backward_engine",
     "set_budget",

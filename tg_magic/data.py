@@ -7,7 +7,7 @@ import json
 import random
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import InputError
@@ -15,8 +15,19 @@ from .errors import InputError
 
 @dataclass(frozen=True)
 class Example:
-    input: str
+    """One labelled example: its input is a text, or a dict of texts when the data set has
+    several input columns (and no `input` column)."""
+
+    input: str | dict[str, str]
     target: str
+    row: int = field(default=0, compare=False)  # its row in the data file, 1-based (0: not read)
+
+    @property
+    def text(self) -> str:
+        """The input as one text (a dict as `name: value` lines), for a single-prompt loss."""
+        if isinstance(self.input, str):
+            return self.input
+        return "\n".join(f"{k}: {v}" for k, v in self.input.items())
 
 
 def load_examples(path: str | Path) -> list[Example]:
@@ -46,11 +57,14 @@ def load_examples(path: str | Path) -> list[Example]:
         raise InputError(f"data file {file.name}: use a .jsonl or .csv file")
     examples = []
     for n, row in enumerate(rows, 1):
-        if "input" not in row or "target" not in row:
+        columns = {str(k): str(v) for k, v in row.items() if k != "target"}
+        if "target" not in row or not columns:
             raise InputError(
-                f"{file.name}, row {n}: needs the fields 'input' and 'target' (has {sorted(row)})"
+                f"{file.name}, row {n}: needs the fields 'input' and 'target' (or several "
+                f"input fields and 'target') (has {sorted(row)})"
             )
-        examples.append(Example(str(row["input"]), str(row["target"])))
+        given = columns.get("input", columns)
+        examples.append(Example(given, str(row["target"]), n))
     if not examples:
         raise InputError(f"data file {file.name} has no examples")
     return examples

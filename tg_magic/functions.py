@@ -174,6 +174,21 @@ class FormattedLLMCall(LLMCall):
             ) from None
 
 
+def llm(
+    prompt: Variable | str,
+    text: Variable | str,
+    engine: Engine | str | None = None,
+    role: str = "response from the model",
+) -> Variable:
+    """`tg.llm(system_prompt, text)`: one model call in a program, its answer a Variable that
+    keeps the chain (plain text given as `text` is an input, never trained)."""
+    if isinstance(prompt, str):
+        prompt = Variable(prompt, role_description="system prompt", requires_grad=False)
+    if isinstance(text, str):
+        text = Variable(text, role_description="input", requires_grad=False)
+    return LLMCall(engine, prompt)(text, role)
+
+
 class BlackboxLLM:
     """A model as a module: `model(x)` calls it; `parameters()` are what an optimizer trains."""
 
@@ -252,6 +267,28 @@ def _text_and_score(result: Any) -> tuple[str, float | None]:
         return text, float(text.strip())
     except ValueError:
         return text, None
+
+
+class PlainPython(Function):
+    """A text the user's Python made from other variables (`tg.Variable(text,
+    predecessors=[...])`): no call to run; its feedback passes on to what it was made from,
+    with the text it was about, so the chain through a parse or a reformat is kept."""
+
+    def node(self, inputs: list[Variable]) -> Node:
+        return Node(self, inputs)
+
+    async def forward(self, node: Node) -> str:
+        raise InputError("a text made by plain Python has its value already")
+
+    async def backward(
+        self, node: Node, output: Variable, engine: Engine, *, hint: bool = False
+    ) -> None:
+        made = output.value
+        for var in node.inputs:
+            if var.requires_grad:
+                var.gradients.extend(
+                    Gradient(g.text, {**g.context, "derived": made}) for g in output.gradients
+                )
 
 
 class Sum(Function):

@@ -3,8 +3,9 @@ over a labelled data set (MetricLoss)."""
 
 from __future__ import annotations
 
+from builtins import sum as sum_
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import prompts, pysource
 from .config import settings
@@ -110,16 +111,25 @@ class TestLoss(StringBasedFunction):
         )
 
     def __call__(  # type: ignore[override]
-        self, code: Variable, response_role_description: str = "test report"
+        self, code: Variable | list[Variable], response_role_description: str = "test report"
     ) -> Variable:
-        ensure_variable(code, "the code under test")
-        return super().__call__({"code": code}, response_role_description)
+        """The tests against one code variable, or several run together as one module in the
+        order given (a parser and the function that uses it): each gets its own gradient."""
+        codes = code if isinstance(code, list) else [code]
+        if not codes:
+            raise InputError("TestLoss needs the code under test: a tg.Variable (or a list)")
+        for var in codes:
+            ensure_variable(var, "the code under test")
+        names = {"code" if i == 0 else f"code_{i + 1}": v for i, v in enumerate(codes)}
+        return super().__call__(names, response_role_description)
 
-    def _run(self, code: Variable) -> TestReport:
+    def _run(self, **codes: Variable) -> TestReport:
         from .sandbox import run_tests
 
+        values = [v.value for v in codes.values()]
+        module = values[0] if len(values) == 1 else "\n\n".join(v.strip("\n") for v in values)
         return run_tests(
-            code.value,
+            module,
             self.tests,
             timeout=self.timeout,
             memory_mb=self.memory_mb,
@@ -141,49 +151,102 @@ class TestLoss(StringBasedFunction):
 Metric = str | Callable[[str, str], bool | float]
 
 
-class MetricLoss:
-    """Prompt optimization over a labelled data set: a forward model answers each input with the
-    trained system prompt; a metric scores each answer; the verdicts become feedback."""
+def _metric(metric: Metric) -> tuple[Callable[[str, str], bool | float], str]:
+    """A metric (a name or a function) and what it does, in words for the gradient model."""
+    if isinstance(metric, str):
+        if metric not in METRICS:
+            raise InputError(
+                f"unknown metric {metric!r}: use {', '.join(METRICS)} or python:FUNCTION"
+            )
+        return METRICS[metric], METRIC_PURPOSE[metric]
+    if callable(metric):
+        return metric, f"the metric {getattr(metric, '__name__', 'metric')}: higher is better"
+    raise InputError("a metric is a name (exact, number, contains) or a function")
 
-    def __init__(
-        self, system_prompt: Variable, metric: Metric = "exact", engine: Engine | str | None = None
-    ) -> None:
-        ensure_variable(system_prompt, "the system prompt")
-        if isinstance(metric, str):
-            if metric not in METRICS:
-                raise InputError(
-                    f"unknown metric {metric!r}: use {', '.join(METRICS)} or python:FUNCTION"
-                )
-            self.purpose = METRIC_PURPOSE[metric]
-            self.metric: Callable[[str, str], bool | float] = METRICS[metric]
-        elif callable(metric):
-            self.purpose = f"the metric {getattr(metric, '__name__', 'metric')}: higher is better"
-            self.metric = metric
-        else:
-            raise InputError("a metric is a name (exact, number, contains) or a function")
-        self.model = BlackboxLLM(engine, system_prompt)
+
+class ProgramLoss:
+    """A program over a labelled data set: the program answers each example's input (a thread
+    each, all at once; see tg_magic.programs), a metric scores each answer, and the verdicts
+    become feedback that flows back through every call the program made.
+
+    An example on which the program fails is left out of the step, in one line (`skipped`);
+    when it fails on every example, the loss fails."""
+
+    def __init__(self, program: Callable[[Any], Any], metric: Metric = "exact") -> None:
+        from .programs import check_program, name_of
+
+        self.program = check_program(program)
+        self.name = name_of(program)
+        self.metric, self.purpose = _metric(metric)
         self.scorer = StringBasedFunction(self._score, self.purpose)
 
     def _score(self, prediction: Variable, target: Variable) -> float:
         return float(self.metric(prediction.value, target.value))
 
-    def __call__(self, examples: list[Example]) -> Variable:
+    def _verdicts(self, examples: list[Example]) -> tuple[list[Variable | None], list[str]]:
+        """One verdict an example (None where the program failed), and the failures."""
+        from .programs import run
+
         if not examples:
-            raise InputError("MetricLoss needs at least one example")
-        verdicts = []
-        for example in examples:
-            question = Variable(example.input, role_description="question", requires_grad=False)
+            raise InputError("the loss needs at least one example")
+        verdicts: list[Variable | None] = []
+        skipped = []
+        runs = run(self.program, [e.input for e in examples])
+        for example, done in zip(examples, runs, strict=True):
+            if done.output is None:
+                verdicts.append(None)
+                skipped.append(f"example {example.row or done.index + 1}: {done.error}")
+                continue
             target = Variable(
                 example.target, role_description="correct answer", requires_grad=False
             )
-            prediction = self.model(question, "answer to the question")
-            verdicts.append(self.scorer({"prediction": prediction, "target": target}))
-        return sum(verdicts)
+            verdicts.append(self.scorer({"prediction": done.output, "target": target}))
+        if not any(v is not None for v in verdicts):
+            raise InputError(f"{self.name} failed on every example ({skipped[0]}): fix it first")
+        return verdicts, skipped
+
+    def __call__(self, examples: list[Example]) -> Variable:
+        verdicts, skipped = self._verdicts(examples)
+        loss = sum([v for v in verdicts if v is not None])
+        assert loss.grad_fn is not None
+        loss.grad_fn.info["skipped"] = skipped
+        return loss
+
+    def scores(self, examples: list[Example]) -> list[float]:
+        """The metric on each example (0 where the program failed): forward calls only."""
+        verdicts, _ = self._verdicts(examples)
+        done = [v for v in verdicts if v is not None]
+        sum(done).value  # noqa: B018 - answers every example at once
+        return [0.0 if v is None else (v.score or 0.0) for v in verdicts]
 
     def evaluate(self, examples: list[Example]) -> float:
-        """The mean metric over examples: forward calls only, all at once."""
-        score = self(examples).score
-        return 0.0 if score is None else score
+        """The mean metric over examples."""
+        scores = self.scores(examples)
+        return sum_(scores) / len(scores)
+
+
+def skipped(loss: Variable) -> list[str]:
+    """The examples a program failed on, one line each, anywhere in a loss's graph."""
+    from .autograd import graph
+
+    return [s for v in graph([loss]) if v.grad_fn for s in v.grad_fn.info.get("skipped", ())]
+
+
+class MetricLoss(ProgramLoss):
+    """Prompt optimization over a labelled data set: the one-call program. A forward model
+    answers each input with the trained system prompt; a metric scores each answer."""
+
+    def __init__(
+        self, system_prompt: Variable, metric: Metric = "exact", engine: Engine | str | None = None
+    ) -> None:
+        ensure_variable(system_prompt, "the system prompt")
+        self.model = BlackboxLLM(engine, system_prompt)
+        super().__init__(self._answer, metric)
+
+    def _answer(self, given: str | dict[str, str]) -> Variable:
+        text = given if isinstance(given, str) else Example(given, "").text
+        question = Variable(text, role_description="question", requires_grad=False)
+        return self.model(question, "answer to the question")
 
 
 class ImageQALoss:

@@ -8,17 +8,17 @@ its label where it is shown).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import prompts
+from . import prompts, train
 from .data import Example, load_examples, split
 from .errors import InputError
-from .loss import MetricLoss, TestLoss, TextLoss
-from .train import Objective
-from .variable import Variable
+from .loss import MetricLoss, ProgramLoss, TestLoss, TextLoss
+from .train import Objective, StepResult
+from .variable import Variable, standing_in
 
 
 @dataclass
@@ -31,6 +31,7 @@ class LossSpec:
     metric: Any = "exact"
     model: Any = None  # the engine (or its spec) of the judge, or of the forward model for data
     examples: list[Example] = field(default_factory=list)
+    program: Any = None  # a --program loss: the user's function of one example's input
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class Kind:
     label: str  # what it is called in the magic line and in tables: --tests, "tests"
     variable_kind: str | None  # the %%tgvariable --kind it needs (None: any)
     needs_body: bool
-    build: Callable[[Variable, LossSpec, list[Example]], Objective[Any]]
+    build: Callable[[list[Variable], LossSpec, list[Example]], Objective[Any]]
     why: str = ""  # what it does, said when the variable has the wrong kind
 
 
@@ -50,49 +51,65 @@ def per_test(report: Any) -> list[float]:
     return [float(o.passed) for o in report.outcomes] or [0.0]
 
 
-def tests_on(spec: LossSpec, var: Variable, code: str) -> Any:
-    """The sandbox report of a tests loss on `code` (a candidate), leaving `var` untouched."""
-    stand_in = Variable(code, role_description=var.role_description)
-    return TestLoss.report(TestLoss(spec.body)(stand_in))
+def tests_on(spec: LossSpec, variables: list[Variable], codes: list[str]) -> Any:
+    """The sandbox report of a tests loss on `codes` (a candidate, one per variable), leaving
+    the variables untouched."""
+    with standing_in(dict(zip(variables, codes, strict=True))):
+        return TestLoss.report(TestLoss(spec.body)(variables))
 
 
-def _tests(var: Variable, spec: LossSpec, held_out: list[Example]) -> Objective[Any]:
+def _tests(variables: list[Variable], spec: LossSpec, held_out: list[Example]) -> Objective[Any]:
     tests = TestLoss(spec.body)
     return Objective(
-        lambda _: tests(var),
-        validate=lambda: tests(var).score,
-        validate_each=lambda values: per_test(tests_on(spec, var, values[0])),
+        lambda _: tests(variables),
+        validate=lambda: tests(variables).score,
+        validate_each=lambda values: per_test(tests_on(spec, variables, values)),
+        maximum=1.0,
+        at_maximum="every test passes",
     )
 
 
-def _judge(var: Variable, spec: LossSpec, held_out: list[Example]) -> Objective[Any]:
+def _judge(variables: list[Variable], spec: LossSpec, held_out: list[Example]) -> Objective[Any]:
     judge = TextLoss(spec.body, engine=spec.model)
-    return Objective(lambda _: judge(var))
+    return Objective(lambda _: judge(variables[0]))
 
 
-def _rubric(var: Variable, spec: LossSpec, held_out: list[Example]) -> Objective[Any]:
+def _rubric(variables: list[Variable], spec: LossSpec, held_out: list[Example]) -> Objective[Any]:
     judge = TextLoss(prompts.rubric_instruction(spec.body), engine=spec.model)
-    return Objective(lambda _: judge(var))
+    return Objective(lambda _: judge(variables[0]))
 
 
-def _data(var: Variable, spec: LossSpec, held_out: list[Example]) -> Objective[Any]:
-    metric_loss = MetricLoss(var, spec.metric, engine=spec.model)
+def _data(variables: list[Variable], spec: LossSpec, held_out: list[Example]) -> Objective[Any]:
+    loss = MetricLoss(variables[0], spec.metric, engine=spec.model)
+    return _over_examples(variables, loss, spec, held_out)
+
+
+def _program(variables: list[Variable], spec: LossSpec, held_out: list[Example]) -> Objective[Any]:
+    return _over_examples(variables, ProgramLoss(spec.program, spec.metric), spec, held_out)
+
+
+def _over_examples(
+    variables: list[Variable], loss: ProgramLoss, spec: LossSpec, held_out: list[Example]
+) -> Objective[Any]:
+    """A loss over labelled examples: a batch of them to train, the held-out ones (if any) to
+    validate, each candidate scored per held-out example with its values standing in."""
     examples = spec.examples
-
-    def loss(batch: list[Any] | None) -> Variable:
-        return metric_loss(batch or examples)
+    maximum = 1.0 if isinstance(spec.metric, str) else None  # the named metrics give 0 or 1
 
     def each(values: list[str]) -> list[float]:
-        """The metric on each held-out example, answered with the candidate prompt `values[0]`."""
-        stand_in = Variable(values[0], role_description=var.role_description, requires_grad=False)
-        total = MetricLoss(stand_in, spec.metric, engine=spec.model)(held_out)
-        total.value  # noqa: B018 - answers every example at once
-        assert total.grad_fn is not None  # the sum of the verdicts, one an example
-        return [v.score or 0.0 for v in total.grad_fn.inputs]
+        with standing_in(dict(zip(variables, values, strict=True))):
+            return loss.scores(held_out)
 
     if not held_out:
-        return Objective(loss, examples)
-    return Objective(loss, examples, lambda: metric_loss.evaluate(held_out), each)
+        return Objective(lambda batch: loss(batch or examples), examples)
+    return Objective(
+        lambda batch: loss(batch or examples),
+        examples,
+        lambda: loss.evaluate(held_out),
+        each,
+        maximum=maximum,
+        at_maximum="the validation score reached 1.0, the metric's maximum",
+    )
 
 
 KINDS: dict[str, Kind] = {
@@ -100,23 +117,31 @@ KINDS: dict[str, Kind] = {
     "judge": Kind("judge", None, True, _judge),
     "rubric": Kind("rubric", None, True, _rubric),
     "data": Kind("data", "prompt", False, _data, "--data trains a system prompt"),
+    "program": Kind("program", None, False, _program),
 }
 
 
-def check(spec: LossSpec, *, name: str, target: str, variable_kind: str) -> None:
-    """Bad input fails when the loss is defined, with the fix: the wrong kind of variable,
-    tests that do not parse, a missing data set, an empty instruction."""
+def check(spec: LossSpec, *, name: str, targets: dict[str, str]) -> None:
+    """Bad input fails when the loss is defined, with the fix: the wrong kind or number of
+    variables, tests that do not parse, a missing data set, an empty instruction. `targets`
+    maps each variable the loss trains to its kind (prompt, code, text)."""
     kind = KINDS.get(spec.kind)
     if kind is None:
         raise InputError(f"unknown loss kind {spec.kind!r}: use {', '.join(KINDS)}")
-    if kind.variable_kind and variable_kind != kind.variable_kind:
+    for target, variable_kind in targets.items():
+        if kind.variable_kind and variable_kind != kind.variable_kind:
+            raise InputError(
+                f"{kind.why}, and {target} is a {variable_kind}: declare it with "
+                f"%%tgvariable {target} --kind {kind.variable_kind}"
+            )
+    if len(targets) > 1 and spec.kind not in ("tests", "program"):
         raise InputError(
-            f"{kind.why}, and {target} is a {variable_kind}: declare it with "
-            f"%%tgvariable {target} --kind {kind.variable_kind}"
+            f"a {kind.label} loss trains one variable, not {len(targets)}: give one --target "
+            "(several prompts go through --program FUNC; several code cells through --tests)"
         )
     if spec.kind == "tests":
         TestLoss(spec.body)  # the tests must parse
-    if spec.kind == "data":
+    if spec.kind in ("data", "program"):
         if spec.data is None:
             raise InputError("--metric needs a data set: add --data FILE.jsonl")
         spec.examples = load_examples(spec.data)
@@ -129,18 +154,77 @@ def check(spec: LossSpec, *, name: str, target: str, variable_kind: str) -> None
 
 
 def build(
-    spec: LossSpec, variable: Variable, *, val: str | None = None, val_frac: float | None = None
+    spec: LossSpec,
+    variables: Variable | list[Variable],
+    *,
+    val: str | None = None,
+    val_frac: float | None = None,
 ) -> Objective[Any]:
-    """The objective of one loss over one variable; `val`/`val_frac` hold data back for the
-    validation gate of a data loss."""
+    """The objective of one loss over its variables (one, or a program's or a tests loss's
+    several); `val`/`val_frac` hold data back for the validation gate of a data loss."""
     held_out: list[Example] = []
-    if spec.kind == "data":
+    if spec.kind in ("data", "program"):
         if val:
             held_out = load_examples(val)
         elif val_frac:
             train, held_out = split(spec.examples, val_frac)
             spec = LossSpec(**{**spec.__dict__, "examples": train})
-    return KINDS[spec.kind].build(variable, spec, held_out)
+    listed = variables if isinstance(variables, list) else [variables]
+    return KINDS[spec.kind].build(listed, spec, held_out)
+
+
+def program_objective(
+    program: Any,
+    data: str | Path | list[Example],
+    metric: Any = "exact",
+    *,
+    parameters: list[Variable] | None = None,
+    val: str | Path | list[Example] | None = None,
+    val_frac: float | None = None,
+) -> tuple[list[Variable], Objective[Any]]:
+    """A program over a data set as (the variables it trains, its objective): the parameters
+    are found by running the program on the first example when not given."""
+    from .programs import check_program, reach
+
+    check_program(program)
+    examples = load_examples(data) if isinstance(data, str | Path) else list(data)
+    held_out = load_examples(val) if isinstance(val, str | Path) else list(val or [])
+    if val_frac and not held_out:
+        examples, held_out = split(examples, val_frac)
+    if parameters is None:
+        parameters = reach(program, examples[0].input).trains
+    if not parameters:
+        raise InputError(
+            "the program trains no variable: call a model on a tg.Variable created with "
+            "requires_grad=True (e.g. tg.llm(prompt, x)), or pass parameters=[...]"
+        )
+    spec = LossSpec("program", examples=examples, metric=metric, program=program)
+    return parameters, _program(parameters, spec, held_out)
+
+
+def optimize(
+    parameters: list[Variable] | None = None,
+    objective: Objective[Any] | None = None,
+    *,
+    program: Any = None,
+    data: str | Path | list[Example] | None = None,
+    metric: Any = "exact",
+    val: str | Path | list[Example] | None = None,
+    val_frac: float | None = None,
+    **options: Any,
+) -> Iterator[StepResult]:
+    """`tg.optimize(program=FUNC, data=..., metric=...)`: steps of TGD over every variable the
+    program reaches (or `parameters`); or `tg.optimize(parameters, objective)`. Yields each
+    step's result (see tg_magic.train.optimize for the options)."""
+    if program is not None:
+        if data is None:
+            raise InputError("tg.optimize(program=...) needs data=: a JSONL/CSV file or examples")
+        parameters, objective = program_objective(
+            program, data, metric, parameters=parameters, val=val, val_frac=val_frac
+        )
+    if parameters is None or objective is None:
+        raise InputError("tg.optimize needs program= and data=, or parameters and an objective")
+    return train.optimize(parameters, objective, **options)
 
 
 _SCORE = re.compile(

@@ -14,6 +14,7 @@ from typing import Any, Generic, TypeVar
 from .candidates import Candidate, ParetoPool, ValidateEach, propose, score_all
 from .engines import METER, Usage
 from .errors import InputError
+from .loss import skipped
 from .optim import TGD
 from .variable import Variable
 
@@ -43,6 +44,9 @@ class StepResult:
     # With optimize(candidates=k): every proposal of the step with its validation scores; the
     # kept one has chosen=True (none when the incumbent stayed best). Empty for plain TGD.
     candidates: list[Candidate] = field(default_factory=list)
+    # Why the run ends after this step, with steps left ("" when it goes on): nothing is left
+    # to gain (every test passes, the validation score is the metric's maximum).
+    finished: str = ""
 
     @property
     def kept(self) -> bool:
@@ -56,12 +60,23 @@ class Objective(Generic[T]):
 
     `validate_each(values)` (optional) scores given values (one per parameter) on each held-out
     example without touching the parameters, from any thread: with it, k candidates are scored
-    concurrently and kept in a Pareto pool; without it, they are scored one after another."""
+    concurrently and kept in a Pareto pool; without it, they are scored one after another.
+
+    `maximum`: the best validation score there is (None: unknown); a run that reaches it ends,
+    saying `at_maximum`."""
 
     loss: Callable[[list[T] | None], Variable]
     train: Sequence[T] | None = None
     validate: Callable[[], float | None] | None = None
     validate_each: ValidateEach | None = None
+    maximum: float | None = None
+    at_maximum: str = "the validation score is the best there is"
+
+    def done(self, score: float | None) -> str:
+        """Why nothing is left to gain at this validation score ("" when something is)."""
+        if self.maximum is None or score is None or score < self.maximum - 1e-9:
+            return ""
+        return self.at_maximum
 
 
 def optimize(
@@ -128,12 +143,16 @@ def optimize(
                 val_after,
                 proposals,
                 Usage(),
-                [f.reason for f in optimizer.failures[failed:]],
+                skipped(loss) + [f.reason for f in optimizer.failures[failed:]],
             )
         result.usage = scope.usage
         if result.kept and val_after is not None:
             val_score = val_after
+        if step < steps:
+            result.finished = objective.done(val_score)
         yield result
+        if result.finished:
+            return
 
 
 def _search(
@@ -193,7 +212,18 @@ def _search(
                 for i, (p, old) in enumerate(zip(parameters, current, strict=True))
             ]
             result = StepResult(
-                step, score, val_before, incumbent.score, proposals, Usage(), failures, proposed
+                step,
+                score,
+                val_before,
+                incumbent.score,
+                proposals,
+                Usage(),
+                skipped(loss) + failures,
+                proposed,
             )
         result.usage = scope.usage
+        if step < steps:
+            result.finished = objective.done(incumbent.score)
         yield result
+        if result.finished:
+            return

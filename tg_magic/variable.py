@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +36,34 @@ class BadValue(InputError, AssertionError):
 
 class NotAVariable(InputError, AttributeError):
     """A plain value where a tg.Variable is needed (TextGrad fails on `.value`: AttributeError)."""
+
+
+# Values that stand in for some variables' own in this context (candidates scored at once, each
+# in its own thread), and the variables whose text a program read (to see where it cut a chain).
+_STAND_INS: ContextVar[Mapping[int, str] | None] = ContextVar("tg_magic_stand_ins", default=None)
+_READS: ContextVar[list[Variable] | None] = ContextVar("tg_magic_reads", default=None)
+
+
+@contextmanager
+def standing_in(values: Mapping[Variable, str]) -> Iterator[None]:
+    """Within the block (this thread and the calls it starts), each variable reads as the value
+    given, its own untouched: k candidates are scored concurrently through the same program."""
+    token = _STAND_INS.set({**(_STAND_INS.get() or {}), **{id(v): t for v, t in values.items()}})
+    try:
+        yield
+    finally:
+        _STAND_INS.reset(token)
+
+
+@contextmanager
+def reading() -> Iterator[list[Variable]]:
+    """The variables whose text is read within the block (`.value`, `str()`, an f-string)."""
+    seen: list[Variable] = []
+    token = _READS.set(seen)
+    try:
+        yield seen
+    finally:
+        _READS.reset(token)
 
 
 class Variable:
@@ -85,6 +116,12 @@ class Variable:
         self.gradients = Gradients()
         self.grad_fn: Node | None = None
         self.past_values: list[str] = []  # earlier values, oldest first (the optimizer's momentum)
+        if self.predecessors:
+            from .functions import PlainPython
+
+            for p in self.predecessors:
+                ensure_variable(p, "each predecessor")
+            self.grad_fn = PlainPython().node(self.predecessors)
 
     @classmethod
     def _output(cls, node: Node, role_description: str) -> Variable:
@@ -101,6 +138,12 @@ class Variable:
 
     @property
     def value(self) -> str:
+        stand_ins = _STAND_INS.get()
+        if stand_ins is not None and id(self) in stand_ins:
+            return stand_ins[id(self)]
+        reads = _READS.get()
+        if reads is not None:
+            reads.append(self)
         if self._value is None:
             from .autograd import forward
 

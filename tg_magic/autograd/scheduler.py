@@ -15,9 +15,11 @@ from ..variable import Variable
 
 
 def graph(roots: Iterable[Variable]) -> list[Variable]:
-    """Every variable reachable from `roots` through predecessors, inputs before outputs."""
+    """Every variable reachable from `roots` through predecessors, inputs before outputs; a
+    variable among its own predecessors (a cycle) is refused in one line."""
     order: list[Variable] = []
     seen: set[int] = set()
+    finished: set[int] = set()
     for root in roots:
         if id(root) in seen:
             continue
@@ -26,10 +28,17 @@ def graph(roots: Iterable[Variable]) -> list[Variable]:
             var, expanded = stack.pop()
             if expanded:
                 order.append(var)
+                finished.add(id(var))
                 continue
             if id(var) in seen:
                 continue
             seen.add(id(var))
+            for p in var.predecessors:
+                if id(p) in seen and id(p) not in finished:  # on the path to here: a cycle
+                    raise InputError(
+                        f"the graph has a cycle: the {p.role_description} is computed from "
+                        "itself; make each value from earlier ones only"
+                    )
             stack.append((var, True))
             stack.extend((p, False) for p in reversed(var.predecessors) if id(p) not in seen)
     return order

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -75,6 +76,12 @@ class Display:
         if lines:
             print(lines)
         print(f"accept it with %tgaccept {name}, or reject it with %tgrevert {name}")
+
+    def accept_all(self) -> None:
+        """Every variable whose latest candidate is not in its cell: each cell its own edit
+        (one undo step each), each outcome its own line."""
+        for name in self.session.edits.changed_names():
+            self.applied(functools.partial(self.session.edits.accept, name, None))
 
     def applied(self, call: Callable[[Done], str]) -> None:
         """Show what an accept or a revert did. Through JupyterLab the outcome arrives after the

@@ -136,6 +136,17 @@ class CellEdits:
             text += f"; the kernel still uses {uses} until the cell runs"
         return text
 
+    def changed_names(self) -> list[str]:
+        """The variables whose latest candidate is not what their cell holds (Accept all)."""
+        names = []
+        for name, cell in self.session.variables.items():
+            latest = self.session.history.latest(name)
+            if latest and latest.status == "candidate" and not same(latest.value, cell.cell_value):
+                names.append(name)
+        if not names:
+            raise InputError("nothing to accept: every variable's cell holds its latest candidate")
+        return names
+
     # -- accept, revert, reject -------------------------------------------------------------
     def accept(self, name: str, n: int | None = None, done: Done | None = None) -> str:
         """Make iteration n (default: the latest candidate) the cell's content and the kernel's."""

@@ -40,6 +40,7 @@ class Entry:
     usage: str
     cell_id: str
     created: float
+    step: int | None = None  # the %tgoptimize step that made it (None: not a step's)
 
 
 def history_path(notebook: Path | None) -> Path:
@@ -54,7 +55,7 @@ def history_path(notebook: Path | None) -> Path:
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS entries (variable TEXT, n INTEGER, value TEXT, "
     "gradients TEXT, score REAL, val_score REAL, kept INTEGER, status TEXT, usage TEXT, "
-    "cell_id TEXT, created REAL, PRIMARY KEY (variable, n))"
+    "cell_id TEXT, created REAL, step INTEGER, PRIMARY KEY (variable, n))"
 )
 
 
@@ -115,6 +116,9 @@ class History:
             if verdict != "ok":
                 raise sqlite3.DatabaseError(f"damaged: {verdict}")
             db.execute(SCHEMA)
+            columns = [row[1] for row in db.execute("PRAGMA table_info(entries)")]
+            if "step" not in columns:  # a history written before steps were kept
+                db.execute("ALTER TABLE entries ADD COLUMN step INTEGER")
             db.execute("SELECT COUNT(*) FROM entries").fetchone()
         except sqlite3.DatabaseError:
             db.close()
@@ -142,6 +146,7 @@ class History:
         kept: bool = True,
         status: str = "candidate",
         usage: str = "",
+        step: int | None = None,
     ) -> int:
         """Append an iteration; returns its number."""
         with self._lock:
@@ -152,7 +157,7 @@ class History:
                 ).fetchone()
                 n = int(row[0]) + 1
                 self._db.execute(
-                    "INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         variable,
                         n,
@@ -165,6 +170,7 @@ class History:
                         valid_text(usage),
                         cell_id,
                         time.time(),
+                        step,
                     ),
                 )
                 self._db.execute("COMMIT")
@@ -180,7 +186,18 @@ class History:
             ).fetchall()
         return [
             Entry(
-                r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], bool(r[6]), r[7], r[8], r[9], r[10]
+                r[0],
+                r[1],
+                r[2],
+                json.loads(r[3]),
+                r[4],
+                r[5],
+                bool(r[6]),
+                r[7],
+                r[8],
+                r[9],
+                r[10],
+                r[11],
             )
             for r in rows
         ]

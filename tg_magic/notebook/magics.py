@@ -179,7 +179,9 @@ class TgMagics(Magics):
             metric = fn
         elif args.metric != "exact" and not args.data:
             raise UsageError("--metric needs a data set: add --data FILE.jsonl")
-        loss_mode = "data" if args.data else args.kind
+        if args.program and not args.data:
+            raise UsageError(f"--program {args.program} needs a data set: add --data FILE.jsonl")
+        loss_mode = "program" if args.program else "data" if args.data else args.kind
         loss = self.session.define_loss(
             args.name,
             cell,
@@ -189,12 +191,18 @@ class TgMagics(Magics):
             data=args.data,
             metric=metric,
             model=args.model,
+            program=args.program,
         )
         from ..engines import preload
 
         preload()  # the provider SDK imports in the background: the first step starts at once
         extra = f", {len(loss.examples)} examples" if loss.examples else ""
-        print(f"{args.name}: {loss_mode} loss on {loss.target}{extra}")
+        if loss.program:
+            print(f"{args.name}: program {loss.program}{extra}; trains: {', '.join(loss.targets)}")
+        else:
+            print(f"{args.name}: {loss_mode} loss on {', '.join(loss.targets)}{extra}")
+        if loss.note:
+            print(loss.note)
         if loss_mode == "tests":
             print(render.containment_line())
 
@@ -337,10 +345,16 @@ class TgMagics(Magics):
     @line_magic
     @_guarded
     def tgaccept(self, line: str) -> None:
-        """%tgaccept VAR [N]: write iteration N (default: the latest candidate) into the cell."""
+        """%tgaccept VAR [N]: write iteration N (default: the latest candidate) into the cell;
+        %tgaccept --all: every variable's latest candidate, each cell in its own edit."""
         self._no_feedback_only("%tgaccept")
-        p = parsers.iteration("%tgaccept", "Write a candidate into its cell and run it.")
-        args = parse(p, line)
+        args = parse(parsers.accept(), line)
+        if args.all:
+            if args.name:
+                raise UsageError("%tgaccept --all takes no variable name")
+            return self.display.accept_all()
+        if not args.name:
+            raise UsageError("%tgaccept: name a variable (%tgaccept VAR [N]) or use --all")
         self.display.applied(lambda done: self.session.edits.accept(args.name, args.n, done))
 
     @line_magic

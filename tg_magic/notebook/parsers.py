@@ -57,7 +57,9 @@ def variable() -> MagicArgumentParser:
 def loss() -> MagicArgumentParser:
     p = _parser("%%tgloss", "Register this cell as a loss: what 'better' means.")
     p.add_argument("name")
-    p.add_argument("--target", help="the variable this loss evaluates")
+    p.add_argument(
+        "--target", help="the variable this loss evaluates (a,b: several code cells for --tests)"
+    )
     # Each flag names a loss kind of tg_magic.objectives.KINDS (a new kind: one line here).
     mode = p.add_mutually_exclusive_group()
     for flag, help_text in (
@@ -71,6 +73,12 @@ def loss() -> MagicArgumentParser:
     p.set_defaults(kind="judge")
     p.add_argument("--metric", default="exact", help="exact | number | contains | python:FUNC")
     p.add_argument("--model", default=None, help="the forward model for --data")
+    p.add_argument(
+        "--program",
+        metavar="FUNC",
+        help="with --data: FUNC(input) -> answer calls models on the variables; all it reaches "
+        "are trained",
+    )
     return p
 
 
@@ -114,9 +122,18 @@ def variable_name(prog: str, description: str) -> MagicArgumentParser:
 
 
 def iteration(prog: str, description: str) -> MagicArgumentParser:
-    """%tgaccept and %tgrevert: a variable and an optional iteration number."""
+    """%tgrevert: a variable and an optional iteration number."""
     p = variable_name(prog, description)
     p.add_argument("n", nargs="?", type=int)
+    return p
+
+
+def accept() -> MagicArgumentParser:
+    """%tgaccept VAR [N], or --all: every variable whose latest candidate is not in its cell."""
+    p = _parser("%tgaccept", "Write a candidate into its cell and run it.")
+    p.add_argument("name", nargs="?")
+    p.add_argument("n", nargs="?", type=int)
+    p.add_argument("--all", action="store_true", help="accept every changed variable")
     return p
 
 

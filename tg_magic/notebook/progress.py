@@ -84,8 +84,6 @@ class ProgressView(View):
         self.bar.value = min(result.step, self.steps)
         self.bar.description = f"step {result.step}/{self.steps}"
         text = render.progress_text(result, self.steps)
-        if result.failures:
-            text += " (" + "; ".join(result.failures) + ")"
         if self.stop_requested:
             text += " · stopping…"
         self.label.value = html.escape(text)

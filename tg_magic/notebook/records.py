@@ -50,6 +50,7 @@ def _store(
         kept=kept,
         status=status,
         usage=str(result.usage) if kept or status == "rejected" else "",
+        step=result.step,
     )
 
 

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from ..sandbox import TestReport
     from ..train import StepResult
     from .history import Entry
-    from .session import CellVariable, Session
+    from .session import CellVariable, LossCell, Session
 
 
 def gradients_markdown(name: str, texts: list[str]) -> str:
@@ -53,8 +53,10 @@ def progress_text(result: StepResult, steps: int) -> str:
         if result.val_after is not None
         else ""
     )
+    failed = f" ({'; '.join(result.failures)})" if result.failures else ""
     return (
-        f"step {result.step}/{steps}: score {score_text(result.score)}{val}, {gate}; {result.usage}"
+        f"step {result.step}/{steps}: score {score_text(result.score)}{val}, {gate}; "
+        f"{result.usage}{failed}"
     )
 
 
@@ -99,6 +101,7 @@ def history_html(name: str, rows: list[HistoryRow]) -> str:
         cells.append(
             [
                 f"{e.n}" + (" ◀ in the cell" if r.in_cell else ""),
+                "–" if e.step is None else str(e.step),
                 e.status,
                 score_text(e.score),
                 score_text(e.val_score),
@@ -107,7 +110,7 @@ def history_html(name: str, rows: list[HistoryRow]) -> str:
                 f"<code>{html.escape(first_line(e.value, 80))}</code>",
             ]
         )
-    head = ["#", "status", "score before", "score after", "tests", "usage", "first line"]
+    head = ["#", "step", "status", "score before", "score after", "tests", "usage", "first line"]
     return (
         f"<b>History of {html.escape(name)}</b> (accept one with <code>%tgaccept {name} N</code>)"
         + _table(head, cells)
@@ -119,8 +122,9 @@ def history_text(name: str, rows: list[HistoryRow]) -> str:
     for r in rows:
         e = r.entry
         mark = "◀ in the cell" if r.in_cell else ""
+        step = f"step {e.step}" if e.step is not None else ""
         lines.append(
-            f"  {e.n:<3} {e.status:<11} score before {score_text(e.score):<6} "
+            f"  {e.n:<3} {step:<7} {e.status:<11} score before {score_text(e.score):<6} "
             f"score after {score_text(e.val_score):<6} {r.tests:<18} {first_line(e.value)} {mark}"
         )
         lines += [f"        {f}" for f in r.failures]
@@ -219,7 +223,7 @@ def graph_mermaid(session: Session) -> str:
         lines.append(f'  {v.name}["{v.name}<br/><i>{v.kind}</i>"]')
     for loss in session.losses.values():
         lines.append(f'  {loss.name}(["{loss.name}<br/><i>{loss.mode}</i>"])')
-        lines.append(f"  {loss.target} --> {loss.name}")
+        lines += [f"  {target} --> {loss.name}" for target in loss.targets]
     return "\n".join(lines)
 
 
@@ -233,11 +237,16 @@ def latest_gradient(session: Session, name: str) -> str:
     return text
 
 
+def _edges(session: Session) -> list[tuple[LossCell, str]]:
+    """(loss, variable it trains): one a variable, a program's loss has several."""
+    return [(loss, t) for loss in session.losses.values() for t in loss.targets]
+
+
 def graph_markdown(session: Session) -> str:
     rows = ["| variable | → loss | latest gradient |", "|---|---|---|"]
-    for loss in session.losses.values():
-        grad = " ".join(latest_gradient(session, loss.target).split())[:200] or "–"
-        rows.append(f"| `{loss.target}` | `{loss.name}` ({loss.mode}) | {grad} |")
+    for loss, target in _edges(session):
+        grad = " ".join(latest_gradient(session, target).split())[:200] or "–"
+        rows.append(f"| `{target}` | `{loss.name}` ({loss.mode}) | {grad} |")
     return f"```mermaid\n{graph_mermaid(session)}\n```\n\n" + "\n".join(rows)
 
 
@@ -276,7 +285,7 @@ def graph_html(session: Session) -> str:
         y = top(i, len(losses))
         shapes.append(
             f"<g><title>{html.escape(loss.name)}: {loss.mode} loss on "
-            f"{html.escape(loss.target)}</title>"
+            f"{html.escape(', '.join(loss.targets))}</title>"
             f'<rect x="{right}" y="{y:.0f}" width="{box_w}" height="{box_h}" rx="{box_h / 2}" '
             f'fill="rgba(255, 152, 0, 0.12)" stroke="var(--jp-warn-color1, #f57c00)"/>'
             f'<text x="{right + box_w / 2}" y="{y + 19:.0f}" text-anchor="middle" '
@@ -284,24 +293,9 @@ def graph_html(session: Session) -> str:
             f'<text x="{right + box_w / 2}" y="{y + 36:.0f}" text-anchor="middle" '
             f'font-size="11" font-style="italic" fill="{muted}">{loss.mode}</text></g>'
         )
-        if loss.target not in where:
-            continue
-        y1, y2 = where[loss.target], y + box_h / 2
-        x1, x2 = left + box_w, right
-        mid = (x1 + x2) / 2
-        path = f"M{x1},{y1:.0f} C{mid},{y1:.0f} {mid},{y2:.0f} {x2 - 6},{y2:.0f}"
-        gradient = latest_gradient(session, loss.target)
-        tip = (
-            f"{loss.target} → {loss.name}: latest gradient\n\n{gradient[:1500]}"
-            if gradient
-            else f"{loss.target} → {loss.name}: no gradient yet (run %tgbackward)"
-        )
-        edges.append(
-            f'<g class="tg-magic-edge"><title>{html.escape(tip)}</title>'
-            f'<path d="{path}" fill="none" stroke="{muted}" stroke-width="2" '
-            f'marker-end="url(#tg-arrow)"/>'
-            f'<path d="{path}" fill="none" stroke="transparent" stroke-width="14"/></g>'
-        )
+        for target in [t for t in loss.targets if t in where]:
+            y1, y2 = where[target], y + box_h / 2
+            edges.append(_edge(session, loss.name, target, (left + box_w, y1, right, y2), muted))
     svg = (
         f'<svg class="tg-magic-graph" width="{width}" height="{height:.0f}" '
         f'viewBox="0 0 {width} {height:.0f}" xmlns="http://www.w3.org/2000/svg" '
@@ -312,17 +306,38 @@ def graph_html(session: Session) -> str:
     )
     table = [
         [
-            f"<code>{html.escape(loss.target)}</code>",
+            f"<code>{html.escape(target)}</code>",
             f"<code>{html.escape(loss.name)}</code> ({loss.mode})",
-            html.escape(" ".join(latest_gradient(session, loss.target).split())[:300]) or "–",
+            html.escape(" ".join(latest_gradient(session, target).split())[:300]) or "–",
         ]
-        for loss in losses
+        for loss, target in _edges(session)
     ]
     return (
         f'<div>{svg}<div style="color: {muted}; font-size: 12px">hover an arrow for the '
         "latest gradient it carried</div>"
         + _table(["variable", "→ loss", "latest gradient"], table)
         + "</div>"
+    )
+
+
+def _edge(
+    session: Session, loss: str, target: str, ends: tuple[float, float, float, float], muted: str
+) -> str:
+    """An arrow from a variable to a loss; hovering it shows the latest gradient it carried."""
+    x1, y1, x2, y2 = ends
+    mid = (x1 + x2) / 2
+    path = f"M{x1},{y1:.0f} C{mid},{y1:.0f} {mid},{y2:.0f} {x2 - 6},{y2:.0f}"
+    gradient = latest_gradient(session, target)
+    tip = (
+        f"{target} → {loss}: latest gradient\n\n{gradient[:1500]}"
+        if gradient
+        else f"{target} → {loss}: no gradient yet (run %tgbackward)"
+    )
+    return (
+        f'<g class="tg-magic-edge"><title>{html.escape(tip)}</title>'
+        f'<path d="{path}" fill="none" stroke="{muted}" stroke-width="2" '
+        f'marker-end="url(#tg-arrow)"/>'
+        f'<path d="{path}" fill="none" stroke="transparent" stroke-width="14"/></g>'
     )
 
 

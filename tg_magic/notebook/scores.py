@@ -36,47 +36,59 @@ class TestReports:
     __test__ = False  # not a pytest class
 
     def __init__(self) -> None:
-        self._reports: dict[tuple[str, str], TestReport] = {}
+        self._reports: dict[tuple[str, tuple[str, ...]], TestReport] = {}
 
     def forget(self, loss: str) -> None:
         """The loss cell changed: its earlier reports no longer say anything."""
         self._reports = {k: v for k, v in self._reports.items() if k[0] != loss}
 
-    def get(self, loss: str, value: str) -> TestReport | None:
-        return self._reports.get((loss, norm(value)))
+    def get(self, loss: str, values: list[str]) -> TestReport | None:
+        """The report of the loss's tests on these values (one per variable it tests)."""
+        return self._reports.get(_key(loss, values))
 
     def keeping(
         self,
         loss: str,
-        variable: Variable,
+        variables: list[Variable],
         objective: Objective[Any],
-        report_on: Callable[[str], TestReport] | None = None,
+        report_on: Callable[[list[str]], TestReport],
     ) -> Objective[Any]:
-        """The same objective, keeping each report; a value already tested is not run again.
-        `report_on(code)` tests a candidate without touching the variable (k candidates)."""
+        """The same objective, keeping each report; values already tested are not run again.
+        `report_on(codes)` tests a candidate without touching the variables (k candidates)."""
         from ..objectives import per_test, test_report
 
         inner = objective.loss
 
+        def now() -> list[str]:
+            return [v.value for v in variables]
+
         def run(batch: list[Any] | None) -> Variable:
             node = inner(batch)
-            self._reports[(loss, norm(variable.value))] = test_report(node)  # runs them now
+            self._reports[_key(loss, now())] = test_report(node)  # runs them now
             return node
 
         def validate() -> float | None:
-            known = self.get(loss, variable.value)
+            known = self.get(loss, now())
             return known.score if known is not None else run(None).score
 
         def each(values: list[str]) -> list[float]:
-            assert report_on is not None
-            known = self.get(loss, values[0])
-            report = known if known is not None else report_on(values[0])
-            self._reports[(loss, norm(values[0]))] = report
+            known = self.get(loss, values)
+            report = known if known is not None else report_on(values)
+            self._reports[_key(loss, values)] = report
             return per_test(report)
 
         return Objective(
-            run, objective.train, validate, each if report_on else objective.validate_each
+            run,
+            objective.train,
+            validate,
+            each,
+            maximum=objective.maximum,
+            at_maximum=objective.at_maximum,
         )
+
+
+def _key(loss: str, values: list[str]) -> tuple[str, tuple[str, ...]]:
+    return loss, tuple(norm(v) for v in values)
 
 
 def outcomes(report: TestReport | None) -> list[Outcome]:
@@ -123,7 +135,7 @@ def nothing_to_do(session: Session, name: str | None, *, target: float | None = 
         built = session.build_one(cell, None, None)
         assert built.objective.validate is not None
         score = built.objective.validate()
-        report = session.reports.get(cell.name, built.parameters[0].variable.value)
+        report = session.reports.get(cell.name, [p.variable.value for p in built.parameters])
         if report is None or score is None:
             return None
         reached = target is not None and score >= target
@@ -141,7 +153,7 @@ def _first(text: str, width: int = 120) -> str:
 
 class Stopper:
     """Ends a run early: when the score reaches `target`, or after `patience` steps that did not
-    beat the best score so far. `reason` says why it stopped ("" when it ran every step)."""
+    beat the best score so far; says why when the library ended it (nothing left to gain). `reason` says why it stopped ("" when it ran every step)."""
 
     def __init__(self, *, patience: int | None, target: float | None) -> None:
         self.patience, self.target = patience, target
@@ -155,6 +167,9 @@ class Stopper:
             if self.best is None and result.val_before is not None:
                 self.best = result.val_before
             yield result
+            if result.finished:  # nothing left to gain (the library ends the run)
+                self.reason = f"{result.finished}; nothing left to gain"
+                return
             if self._should_stop(result):
                 return
 

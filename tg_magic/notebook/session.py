@@ -15,14 +15,15 @@ from ..config import settings
 from ..errors import InputError
 from ..functions import sum as tg_sum
 from ..hints import filter_hint
-from ..objectives import LossSpec
 from ..optim import TGD
 from ..train import Objective, StepResult, optimize
 from ..variable import Gradient, Variable
-from . import records
+from . import loss_cells, records
 from .cellwriter import CellRef, Transport
 from .edits import CellEdits, same
 from .history import Entry, History, history_path
+from .loss_cells import LossCell
+from .names import check_name
 from .records import StepCandidate
 from .scores import Stopper, TestReports
 
@@ -43,26 +44,6 @@ class CellVariable:
     kernel_value: str = ""  # what the kernel ran (code) or bound (text) from the cell last
     previous_value: str = ""  # the cell before the last accept or revert (what it changed)
     last_action: str = ""  # the last accept, revert, reject or edit, in words
-
-
-@dataclass
-class LossCell:
-    name: str
-    target: str
-    cell_id: str
-    spec: LossSpec
-
-    @property
-    def mode(self) -> str:
-        return self.spec.kind
-
-    @property
-    def body(self) -> str:
-        return self.spec.body
-
-    @property
-    def examples(self) -> list[Any]:
-        return self.spec.examples
 
 
 @dataclass
@@ -113,7 +94,7 @@ class Session:
         role: str | None = None,
         requires_grad: bool = True,
     ) -> CellVariable:
-        _check_name(name)
+        check_name(name)
         if kind not in KINDS:
             raise InputError(f"unknown --kind {kind!r}: use prompt, code or text")
         if name in self.losses:
@@ -146,37 +127,13 @@ class Session:
         self.edits.changed(name)
         return entry
 
-    def define_loss(
-        self,
-        name: str,
-        body: str,
-        *,
-        cell_id: str,
-        target: str | None,
-        mode: str,
-        data: str | None = None,
-        metric: Any = "exact",
-        model: str | None = None,
-    ) -> LossCell:
-        _check_name(name)
-        if not target:
-            raise InputError(f"the loss {name} has no target: add --target VARIABLE")
-        if name in self.variables:
-            raise InputError(f"{name} is already a variable: give the loss another name")
-        if target in self.losses:
-            raise InputError(
-                f"the target {target} is a loss: --target must name a %%tgvariable cell"
-            )
-        variable = self.variable(target)
-        path = Path(data).expanduser() if data else None
-        if path is not None and not path.is_absolute() and self.notebook is not None:
-            path = self.notebook.parent / path
-        spec = LossSpec(mode, body, data=path, metric=metric, model=model)
-        objectives.check(spec, name=name, target=target, variable_kind=variable.kind)
-        loss = LossCell(name, target, cell_id, spec)
-        self.losses[name] = loss
-        self.reports.forget(name)
-        return loss
+    def define_loss(self, name: str, body: str, **options: Any) -> LossCell:
+        """A loss cell (see loss_cells.define for the options)."""
+        return loss_cells.define(self, name, body, **options)
+
+    def losses_of(self, name: str) -> list[LossCell]:
+        """The losses that train variable `name`."""
+        return [c for c in self.losses.values() if name in c.targets]
 
     def variable(self, name: str) -> CellVariable:
         if name not in self.variables:
@@ -230,25 +187,35 @@ class Session:
     def build_one(
         self, cell: LossCell, val: str | None, val_frac: float | None, optimizing: bool = True
     ) -> Built:
-        target = self.variable(cell.target)
-        var = target.variable
-        if optimizing and not var.requires_grad:
-            raise InputError(
-                f"{target.name} was declared with --no-grad: nothing to optimize for {cell.name}"
-            )
-        objective = objectives.build(cell.spec, var, val=val, val_frac=val_frac)
+        targets = [self.variable(t) for t in cell.targets]
+        for target in targets:
+            if optimizing and not target.variable.requires_grad:
+                raise InputError(
+                    f"{target.name} was declared with --no-grad: nothing to optimize for "
+                    f"{cell.name}"
+                )
+        if cell.program:
+            loss_cells.program_of(self, cell)
+        variables = [t.variable for t in targets]
+        objective = objectives.build(cell.spec, variables, val=val, val_frac=val_frac)
         if cell.mode == "tests":
             spec = cell.spec
             objective = self.reports.keeping(
-                cell.name, var, objective, lambda code: objectives.tests_on(spec, var, code)
+                cell.name,
+                variables,
+                objective,
+                lambda codes: objectives.tests_on(spec, variables, codes),
             )
-        return Built([target], objective)
+        return Built(targets, objective)
 
     def test_report(self, name: str, value: str) -> TestReport | None:
         """The report of the tests of variable `name` run on `value` in this kernel, if any."""
         for loss in self.losses.values():
-            if loss.target == name and loss.mode == "tests":
-                found = self.reports.get(loss.name, value)
+            if name in loss.targets and loss.mode == "tests":
+                values = [
+                    value if t == name else self.variable(t).variable.value for t in loss.targets
+                ]
+                found = self.reports.get(loss.name, values)
                 if found is not None:
                     return found
         return None
@@ -331,7 +298,7 @@ class Session:
         that evaluate it, when it has none yet), filtered so that no solution shows; and the
         score of those losses when there is one."""
         cell = self.variable(name)
-        cells = [c for c in self.losses.values() if c.target == name]
+        cells = self.losses_of(name)
         if not cells:
             raise InputError(
                 f"no loss evaluates {name}: write a %%tgloss LOSS --target {name} cell "
@@ -351,7 +318,7 @@ class Session:
 
     def _as_hints(self, cell: CellVariable) -> None:
         """Replace the variable's gradients by their filtered versions (what a learner sees)."""
-        keep = [c.body for c in self.losses.values() if c.target == cell.name]
+        keep = [c.body for c in self.losses_of(cell.name)]
         keep += [g.context.get("output", "") for g in cell.variable.gradients]
         cell.variable.gradients = [
             Gradient(filter_hint(g.text, cell.variable.value, keep), g.context)
@@ -402,8 +369,3 @@ class Session:
 
 def _constraints(params: list[CellVariable]) -> list[str]:
     return objectives.constraints({p.kind for p in params})
-
-
-def _check_name(name: str) -> None:
-    if not name or not name.isidentifier():
-        raise InputError(f"{name!r} is not a valid name: use a Python identifier like my_prompt")
