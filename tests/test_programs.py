@@ -17,7 +17,9 @@ TWO_CELLS = [
     f"%%tgvariable extract\n{pf.EXTRACT}",
     f"%%tgvariable answer\n{pf.ANSWER}",
 ]
-PIPELINE = "import tg_magic as tg\ndef pipeline(q):\n    return tg.llm(answer, tg.llm(extract, q))\n"
+PIPELINE = (
+    "import tg_magic as tg\ndef pipeline(q):\n    return tg.llm(answer, tg.llm(extract, q))\n"
+)
 
 
 def _gradient_requests(fake: FakeMessagesAPI, variable: str) -> list[str]:
@@ -110,7 +112,9 @@ def test_plain_python_between_calls_keeps_the_chain(
 
 def test_a_program_that_cuts_the_chain_is_told_so(pipeline_cells: Cells) -> None:
     cells = pipeline_cells
-    cells.run("def cut(q):\n    listed = tg.llm(extract, q)\n    return tg.llm(answer, listed.value)\n")
+    cells.run(
+        "def cut(q):\n    listed = tg.llm(extract, q)\n    return tg.llm(answer, listed.value)\n"
+    )
     shown = cells.run("%tgloss acc --data counting.jsonl --metric number --program cut")
     assert "trains: answer" in shown
     assert "cut cuts the chain at extract" in shown
@@ -133,7 +137,7 @@ def test_examples_of_a_batch_run_at_once_sync_or_async(
     cells.run("%tgconfig --cache off")  # each program's calls really go out
     for program in ("pipeline_async", "reading"):
         fake_api.latency = 0.05
-        cells.run(f"%tgloss {program}_loss --data counting.jsonl --metric number --program {program}")
+        cells.run(f"%tgloss {program}_loss --data counting.jsonl --program {program}")
         assert cells.error is None, cells.error
         cells.run(f"%tgforward {program}_loss")
         assert cells.error is None, cells.error

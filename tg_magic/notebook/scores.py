@@ -153,7 +153,8 @@ def _first(text: str, width: int = 120) -> str:
 
 class Stopper:
     """Ends a run early: when the score reaches `target`, or after `patience` steps that did not
-    beat the best score so far; says why when the library ended it (nothing left to gain). `reason` says why it stopped ("" when it ran every step)."""
+    beat the best score so far; or when the library ended it (nothing left to gain). `reason`
+    says why it stopped ("" when it ran every step)."""
 
     def __init__(self, *, patience: int | None, target: float | None) -> None:
         self.patience, self.target = patience, target
