@@ -77,6 +77,15 @@ class Display:
             print(lines)
         print(f"accept it with %tgaccept {name}, or reject it with %tgrevert {name}")
 
+    def changed_together(self, names: list[str]) -> None:
+        """Several variables changed in one run: Accept all (or the magic that does it)."""
+        if self.rich():
+            from .accept_all import AcceptAllView
+
+            self.view(AcceptAllView(self.session, names))
+            return
+        print(f"{', '.join(names)} changed: accept them all with %tgaccept --all")
+
     def accept_all(self) -> None:
         """Every variable whose latest candidate is not in its cell: each cell its own edit
         (one undo step each), each outcome its own line."""

@@ -107,9 +107,11 @@ class OptimizeRun:
             self.view.finish(message)
         else:
             print(message)
-        for cell in self.session.last_parameters:
-            if cell.variable.value != cell.cell_value:
-                self.shown.candidate(cell.name)
+        changed = [c.name for c in self.session.last_parameters if c.variable.value != c.cell_value]
+        for name in changed:
+            self.shown.candidate(name)
+        if len(changed) > 1:
+            self.shown.changed_together(changed)
 
 
 LIVE_PAUSE = 0.1  # seconds a live %tgoptimize yields to the kernel after each step

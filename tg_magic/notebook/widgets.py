@@ -49,7 +49,7 @@ class View:
         return bundle
 
 
-def _status_html(message: str, ok: bool | None) -> str:
+def status_html(message: str, ok: bool | None) -> str:
     color = f"; color: {_STATUS_COLOR[ok]}" if ok is not None else ""
     return (
         f'<div class="tg-magic-status" style="white-space: pre-wrap; margin: 2px 0{color}">'
@@ -291,7 +291,7 @@ class CandidateView(View):
         def done(outcome: Outcome) -> None:
             settled.append(outcome)
             self.busy = False
-            self.status.value = _status_html(outcome.message, outcome.ok)
+            self.status.value = status_html(outcome.message, outcome.ok)
             self.output.outputs = (
                 (
                     {
@@ -311,11 +311,11 @@ class CandidateView(View):
             message = call(done)
         except TgMagicError as exc:
             self.busy = False
-            self.status.value = _status_html(str(exc), False)
+            self.status.value = status_html(str(exc), False)
             self._draw()
             return
         if not settled:  # under way: JupyterLab confirms after the kernel is idle
-            self.status.value = _status_html(message, None)
+            self.status.value = status_html(message, None)
             self._draw()
 
 
