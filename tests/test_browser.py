@@ -26,8 +26,10 @@ from typing import Any
 import nbformat
 import pytest
 
+from tests import pipeline_fake as pf
 from tests.fake_api import FakeMessagesAPI
 from tests.test_notebook import BUGGY_ADD, FIXED_ADD, TESTS
+from tests.test_programs import PIPELINE, TWO_CELLS
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
@@ -496,3 +498,59 @@ def test_kernel_interrupt_stops_the_run_at_once_and_keeps_the_candidates(
         shot(page, "08-interrupted")
     finally:
         lab.fake.latency = 0.0
+
+
+def test_accept_all_rewrites_each_prompt_cell_with_an_undo_of_its_own(
+    lab: Lab, page: Any
+) -> None:
+    pf.install(lab.fake)
+    pf.write_data(lab.root)
+    path = lab.root / "program.ipynb"
+    write_notebook(
+        path,
+        [
+            "%load_ext tg_magic",
+            *TWO_CELLS,
+            PIPELINE,
+            "%tgloss acc --data counting.jsonl --metric number --program pipeline",
+            "%tgoptimize acc --steps 3 --batch 4 --val-frac 0.34",
+            "print(extract.value, '|', answer.value)",
+        ],
+    )
+    old_extract, old_answer = TWO_CELLS
+    new_extract, new_answer = f"{old_extract} {pf.COUNTS}.", f"{old_answer} {pf.ADD}."
+    expect = sync_api.expect
+    try:
+        open_and_run_all(page, lab, path.name, upto=6)
+        run = cells(page).nth(5)
+        accept_all = run.locator(".tg-magic-accept-all")
+        wait_for(page, accept_all, "the Accept all widget")
+        # One candidate widget per variable, then Accept all; the cells are untouched so far.
+        expect(run.locator(".tg-magic-candidate")).to_have_count(2)
+        expect(run.locator(".tg-magic-candidate ~ * .tg-magic-accept-all, .tg-magic-candidate ~ .tg-magic-accept-all").first).to_be_attached()
+        assert (cell_text(page, 1), cell_text(page, 2)) == (old_extract, old_answer)
+        accept_all.scroll_into_view_if_needed()
+        shot(page, "09-accept-all")
+
+        accept_all.locator("button", has_text="Accept all (extract, answer)").click()
+        expect(cells(page).nth(1).locator(".cm-content")).to_have_text(new_extract)
+        expect(cells(page).nth(2).locator(".cm-content")).to_have_text(new_answer)
+        status = accept_all.locator(".tg-magic-status")
+        expect(status).to_have_count(2)
+        expect(status.nth(0)).to_contain_text("extract: accepted #1; the cell holds it now")
+        expect(status.nth(1)).to_contain_text("answer: accepted #1; the cell holds it now")
+        shot(page, "10-accepted-all")
+
+        # The kernel took both new values without a re-run of the cells.
+        run_cell(page, 6)
+        printed = cells(page).nth(6).locator(".jp-OutputArea-output")
+        expect(printed).to_contain_text(f"{pf.EXTRACT} {pf.COUNTS}. | {pf.ANSWER} {pf.ADD}.")
+
+        # Each cell is its own undo step: Ctrl-Z in extract brings back only its old text.
+        cells(page).nth(1).locator(".cm-content").click()
+        page.keyboard.press("Control+z")
+        expect(cells(page).nth(1).locator(".cm-content")).to_have_text(old_extract)
+        expect(cells(page).nth(2).locator(".cm-content")).to_have_text(new_answer)
+        shot(page, "11-undone-in-one-cell")
+    finally:
+        lab.fake.reset()

@@ -222,3 +222,32 @@ def test_a_cycle_in_a_program_is_one_line(pipeline_cells: Cells) -> None:
     )
     cells.fails("%tgloss acc --data counting.jsonl --metric number --program loop", "cycle")
     cells.ns["extract"].predecessors.clear()
+
+
+def test_progress_names_what_changed_and_accept_all_takes_every_cell(
+    pipeline_cells: Cells, fake_api: FakeMessagesAPI
+) -> None:
+    from tg_magic.notebook.accept_all import AcceptAllView
+    from tg_magic.notebook.progress import ProgressView
+
+    cells = pipeline_cells
+    cells.run('%config TgMagics.widgets = "on"')
+    cells.run("%tgloss acc --data counting.jsonl --metric number --program pipeline")
+    cells.run("%tgoptimize acc --steps 2 --batch 4 --val-frac 0.34")
+    assert cells.error is None, cells.error
+    display = cells.shell.magics_manager.registry["TgMagics"].display
+    [progress] = [v for v in display.views if isinstance(v, ProgressView)]
+    assert "step 1/2: score 0.000, validation 0.000 → 1.000, kept; changed: extract, answer" in (
+        progress.log.value
+    )
+    [accept_all] = [v for v in display.views if isinstance(v, AcceptAllView)]
+    assert accept_all.button.description == "Accept all (extract, answer)"
+    assert not accept_all.button.disabled
+    accept_all.button.click()
+    assert "extract: accepted #1" in accept_all.status.value
+    assert "answer: accepted #1" in accept_all.status.value
+    assert accept_all.button.disabled  # nothing left to accept
+    session = cells.shell.magics_manager.registry["TgMagics"].session
+    assert pf.COUNTS in session.variables["extract"].kernel_value
+    assert pf.ADD in session.variables["answer"].kernel_value
+    assert cells.ns["extract"] is session.variables["extract"].variable

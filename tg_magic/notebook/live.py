@@ -71,11 +71,20 @@ class OptimizeRun:
     def show(self, result: StepResult) -> None:
         self.results.append(result)
         tests = self._tests(result)
+        changed = self._changed(result)
         if self.view is not None:
-            self.view.update(result, tests)
+            self.view.update(result, tests, changed)
         else:
-            text = render.progress_text(result, self.args.steps)
+            text = render.progress_text(result, self.args.steps, changed)
             out.update(self.handle, text + (f"\n{tests}" if tests else ""))
+
+    def _changed(self, result: StepResult) -> list[str] | None:
+        """Which variables the step changed, when it trains several (None: it trains one)."""
+        cells = self.session.last_parameters
+        if len(cells) < 2:
+            return None
+        moved = {id(p.variable) for p in result.proposals if p.kept and p.after != p.before}
+        return [c.name for c in cells if id(c.variable) in moved]
 
     def _tests(self, result: StepResult) -> str:
         """The tests of the value this step left in the variable, one line each."""

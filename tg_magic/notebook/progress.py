@@ -30,6 +30,8 @@ class ProgressView(View):
             value=0, min=0, max=steps, description=f"step 0/{steps}", bar_style="info"
         )
         self.label = w.HTML("starting…")
+        self.steps_done: list[str] = []  # one line a step: its score, what it changed
+        self.log = w.HTML()
         self.tests = w.HTML()
         self.engines = w.HTML(
             f'<span style="color: var(--jp-ui-font-color2, #777)">{html.escape(engines)}</span>'
@@ -56,6 +58,7 @@ class ProgressView(View):
             [
                 w.HBox([self.bar, self.stop_button]),
                 self.label,
+                self.log,
                 self.tests,
                 w.HBox([self.curve, w.VBox([self.usage_label, self.engines, self.hint])]),
             ]
@@ -70,7 +73,7 @@ class ProgressView(View):
             + (f" ({u.cached_calls} from cache)" if u.cached_calls else "")
         )
 
-    def update(self, result: StepResult, tests: str = "") -> None:
+    def update(self, result: StepResult, tests: str = "", changed: list[str] | None = None) -> None:
         """Show one finished step (and the tests of the value it left, one line each)."""
         self.results += 1
         if result.val_after is not None or result.val_before is not None:
@@ -83,10 +86,16 @@ class ProgressView(View):
         self.usage = self.usage + result.usage
         self.bar.value = min(result.step, self.steps)
         self.bar.description = f"step {result.step}/{self.steps}"
-        text = render.progress_text(result, self.steps)
+        text = render.progress_text(result, self.steps, changed)
         if self.stop_requested:
             text += " · stopping…"
         self.label.value = html.escape(text)
+        self.steps_done.append(text)
+        self.log.value = (
+            '<div style="color: var(--jp-ui-font-color2, #777); font-size: 12px">'
+            + "<br>".join(html.escape(line) for line in self.steps_done)
+            + "</div>"
+        )
         self.tests.value = (
             f'<pre style="margin: 2px 0; white-space: pre-wrap">{html.escape(tests)}</pre>'
             if tests

@@ -46,7 +46,8 @@ def score_text(score: float | None) -> str:
     return "–" if score is None else f"{score:.3f}"
 
 
-def progress_text(result: StepResult, steps: int) -> str:
+def progress_text(result: StepResult, steps: int, changed: list[str] | None = None) -> str:
+    """One step in one line; `changed`: the variables it changed, when the run trains several."""
     gate = "kept" if result.kept else "not kept (validation dropped)"
     val = (
         f", validation {score_text(result.val_before)} → {score_text(result.val_after)}"
@@ -54,8 +55,9 @@ def progress_text(result: StepResult, steps: int) -> str:
         else ""
     )
     failed = f" ({'; '.join(result.failures)})" if result.failures else ""
+    moved = "" if changed is None else f"; changed: {', '.join(changed) or 'nothing'}"
     return (
-        f"step {result.step}/{steps}: score {score_text(result.score)}{val}, {gate}; "
+        f"step {result.step}/{steps}: score {score_text(result.score)}{val}, {gate}{moved}; "
         f"{result.usage}{failed}"
     )
 
