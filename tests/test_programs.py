@@ -5,6 +5,7 @@ through the real SDK against the loopback fake."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -71,16 +72,22 @@ def test_two_prompt_cells_are_trained_together(
     cells.fails("%tgaccept --all", "nothing to accept")
 
 
-def test_the_library_trains_a_program_the_same_way(
-    fake_api: FakeMessagesAPI, tmp_path: Path
-) -> None:
-    pf.install(fake_api)
+def library_pipeline() -> tuple[tg.Variable, tg.Variable, Any]:
+    """The two prompts as plain Variables and the program over them, as a script has them."""
     extract = tg.Variable(pf.EXTRACT, role_description="extraction prompt")
     answer = tg.Variable(pf.ANSWER, role_description="answer prompt")
 
     def pipeline(question: str) -> tg.Variable:
         return tg.llm(answer, tg.llm(extract, question))
 
+    return extract, answer, pipeline
+
+
+def test_the_library_trains_a_program_the_same_way(
+    fake_api: FakeMessagesAPI, tmp_path: Path
+) -> None:
+    pf.install(fake_api)
+    _, _, pipeline = library_pipeline()
     data = pf.write_data(tmp_path)
     results = list(
         tg.optimize(program=pipeline, data=data, metric="number", steps=3, val_frac=0.34)
@@ -151,12 +158,7 @@ def test_k_candidates_are_sets_of_values_scored_per_example(
     fake_api: FakeMessagesAPI, tmp_path: Path
 ) -> None:
     pf.install(fake_api)
-    extract = tg.Variable(pf.EXTRACT, role_description="extraction prompt")
-    answer = tg.Variable(pf.ANSWER, role_description="answer prompt")
-
-    def pipeline(question: str) -> tg.Variable:
-        return tg.llm(answer, tg.llm(extract, question))
-
+    extract, answer, pipeline = library_pipeline()
     data = pf.write_data(tmp_path)
     [first, *_] = tg.optimize(
         program=pipeline, data=data, metric="number", steps=2, val_frac=0.34, candidates=3
