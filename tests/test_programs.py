@@ -4,6 +4,7 @@ through the real SDK against the loopback fake."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -249,7 +250,33 @@ def test_progress_names_what_changed_and_accept_all_takes_every_cell(
     assert "extract: accepted #1" in accept_all.status.value
     assert "answer: accepted #1" in accept_all.status.value
     assert accept_all.button.disabled  # nothing left to accept
+    # Ctrl-Z in the extract cell (reported by the extension): Accept all can write it again.
+    edits = cells.shell.magics_manager.registry["TgMagics"].session.edits
+    cell_id = edits.session.variables["extract"].cell.cell_id
+    edits.cell_changed(cell_id, TWO_CELLS[0])
+    assert not accept_all.button.disabled
+    assert edits.waiting(["extract", "answer"]) == ["extract"]
     session = cells.shell.magics_manager.registry["TgMagics"].session
     assert pf.COUNTS in session.variables["extract"].kernel_value
     assert pf.ADD in session.variables["answer"].kernel_value
     assert cells.ns["extract"] is session.variables["extract"].variable
+
+
+def test_several_input_columns_reach_the_program_as_a_dict(
+    pipeline_cells: Cells, tmp_path: Path
+) -> None:
+    cells = pipeline_cells
+    rows = [json.dumps({"question": q, "asker": "Ada", "target": str(n)}) for q, n in pf.QUESTIONS]
+    (tmp_path / "fields.jsonl").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    cells.run(
+        "seen = []\n"
+        "def fields(x):\n"
+        "    seen.append(sorted(x))\n"
+        "    return tg.llm(answer, tg.llm(extract, x['question']))\n"
+    )
+    shown = cells.run("%tgloss acc --data fields.jsonl --metric number --program fields")
+    assert "trains: extract, answer" in shown
+    cells.run("%tgoptimize acc --steps 1 --batch 6")
+    assert cells.error is None, cells.error
+    assert cells.ns["seen"][0] == ["asker", "question"]
+    assert pf.COUNTS in cells.ns["extract"].value

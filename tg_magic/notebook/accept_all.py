@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import ipywidgets as w
 
 from ..errors import TgMagicError
-from .edits import Outcome, same
+from .edits import Outcome
 from .widgets import View, status_html
 
 if TYPE_CHECKING:
@@ -36,25 +36,13 @@ class AcceptAllView(View):
         session.edits.subscribe(self._variable_changed)
         self._draw()
 
-    def waiting(self) -> list[str]:
-        """The variables whose latest candidate is not in their cell yet."""
-        found = []
-        for name in self.names:
-            latest = self.session.history.latest(name)
-            cell = self.session.variables.get(name)
-            if cell is None or latest is None or latest.status != "candidate":
-                continue
-            if not same(latest.value, cell.cell_value):
-                found.append(name)
-        return found
-
     def accept(self) -> None:
         """Accept each waiting variable's latest candidate; a click while edits are under way
         does nothing."""
         if any(name in self.session.edits.pending for name in self.names):
             return
         self.lines = {}
-        for name in self.waiting():
+        for name in self.session.edits.waiting(self.names):
 
             def done(outcome: Outcome, name: str = name) -> None:
                 self.lines[name] = status_html(outcome.message, outcome.ok)
@@ -74,7 +62,7 @@ class AcceptAllView(View):
 
     def _draw(self) -> None:
         pending = any(name in self.session.edits.pending for name in self.names)
-        self.button.disabled = pending or not self.waiting()
+        self.button.disabled = pending or not self.session.edits.waiting(self.names)
         self.status.value = "".join(self.lines.values())
 
     def text(self) -> str:

@@ -136,13 +136,24 @@ class CellEdits:
             text += f"; the kernel still uses {uses} until the cell runs"
         return text
 
+    def waiting(self, names: list[str]) -> list[str]:
+        """Of `names`, the variables whose latest candidate (or accepted iteration, after an
+        undo in the cell) is not what their cell holds: what Accept all would write."""
+        found = []
+        for name in names:
+            cell = self.session.variables.get(name)
+            chosen = [
+                e
+                for e in self.session.history.entries(name)
+                if e.status in ("candidate", "accepted")
+            ]
+            if cell is not None and chosen and not same(chosen[-1].value, cell.cell_value):
+                found.append(name)
+        return found
+
     def changed_names(self) -> list[str]:
-        """The variables whose latest candidate is not what their cell holds (Accept all)."""
-        names = []
-        for name, cell in self.session.variables.items():
-            latest = self.session.history.latest(name)
-            if latest and latest.status == "candidate" and not same(latest.value, cell.cell_value):
-                names.append(name)
+        """Every variable Accept all would write; none is one line."""
+        names = self.waiting(list(self.session.variables))
         if not names:
             raise InputError("nothing to accept: every variable's cell holds its latest candidate")
         return names
