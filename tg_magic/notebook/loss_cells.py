@@ -74,6 +74,9 @@ def define(
         targets = [t.strip() for t in (target or "").split(",") if t.strip()]
         if not targets:
             raise InputError(f"the loss {name} has no target: add --target VARIABLE")
+        twice = next((t for t in targets if targets.count(t) > 1), None)
+        if twice:
+            raise InputError(f"--target names {twice} twice: name each variable once")
         for t in targets:
             if t in session.losses:
                 raise InputError(

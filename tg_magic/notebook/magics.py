@@ -264,12 +264,13 @@ class TgMagics(Magics):
         args = parse(parsers.loss_name("%tgforward", "Run a loss's forward pass; show it."), line)
         loss = self.session.forward(args.loss)
         score = f" (score {render.score_text(loss.score)})" if loss.score is not None else ""
-        reports = [
-            (cell.name, self.session.test_report(cell.name, cell.variable.value))
-            for cell in self.session.last_parameters
-        ]
-        text = "\n".join(render.tests_text(r) for _, r in reports if r is not None)
-        markdown = "\n\n".join(render.tests_markdown(n, r) for n, r in reports if r is not None)
+        reports: dict[int, tuple[list[str], Any]] = {}  # one report for cells tested together
+        for cell in self.session.last_parameters:
+            report = self.session.test_report(cell.name, cell.variable.value)
+            if report is not None:
+                reports.setdefault(id(report), ([], report))[0].append(cell.name)
+        text = "\n".join(render.tests_text(r) for _, r in reports.values())
+        markdown = "\n\n".join(render.tests_markdown(", ".join(n), r) for n, r in reports.values())
         head = f"**{loss.role_description}**{score}\n\n"
         if not text:
             show_markdown(head + loss.value)

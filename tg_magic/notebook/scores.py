@@ -46,6 +46,15 @@ class TestReports:
         """The report of the loss's tests on these values (one per variable it tests)."""
         return self._reports.get(_key(loss, values))
 
+    def latest_with(self, loss: str, index: int, value: str) -> TestReport | None:
+        """The report of the last run of the loss's tests in which its variable number `index`
+        held `value`, whatever the others held (None when it never ran on that value)."""
+        wanted = norm(value)
+        for (name, values), report in reversed(self._reports.items()):
+            if name == loss and len(values) > index and values[index] == wanted:
+                return report
+        return None
+
     def keeping(
         self,
         loss: str,

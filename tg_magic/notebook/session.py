@@ -209,13 +209,17 @@ class Session:
         return Built(targets, objective)
 
     def test_report(self, name: str, value: str) -> TestReport | None:
-        """The report of the tests of variable `name` run on `value` in this kernel, if any."""
+        """The report of the tests of variable `name` run on `value` in this kernel, if any: with
+        the other cells of its loss as they are now, else the last run that had this value (an
+        original with the others' originals, a candidate with the rest of its set)."""
         for loss in self.losses.values():
             if name in loss.targets and loss.mode == "tests":
                 values = [
                     value if t == name else self.variable(t).variable.value for t in loss.targets
                 ]
-                found = self.reports.get(loss.name, values)
+                found = self.reports.get(loss.name, values) or self.reports.latest_with(
+                    loss.name, loss.targets.index(name), value
+                )
                 if found is not None:
                     return found
         return None
