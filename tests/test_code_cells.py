@@ -352,3 +352,18 @@ def test_a_prompt_at_the_metrics_maximum_ends_the_run(
     ], shown
     assert fake_api.calls == 2 * one_step  # the same calls as a one-step run: none after it
     assert "Think step by step" in cells.ns["system"].value
+
+
+def test_a_run_that_ends_with_nothing_left_shows_a_complete_bar(
+    cells: Cells, fake_api: FakeMessagesAPI
+) -> None:
+    from tg_magic.notebook.progress import ProgressView
+
+    cells.run('%config TgMagics.widgets = "on"')
+    define_add(cells)
+    fix_add(fake_api)
+    cells.run("%tgoptimize --steps 3")
+    views = cells.shell.magics_manager.registry["TgMagics"].display.views
+    [progress] = [v for v in views if isinstance(v, ProgressView)]
+    assert "nothing left to gain" in progress.label.value
+    assert progress.bar.bar_style == "success" and progress.bar.value == 3

@@ -30,9 +30,22 @@ def fix_add(fake: FakeMessagesAPI) -> None:
     fake.add_rule("<IMPROVED_VARIABLE>", f"<IMPROVED_VARIABLE>\n{FIXED_ADD}</IMPROVED_VARIABLE>")
 
 
+def never_fixed(fake: FakeMessagesAPI) -> None:
+    """The optimizer proposes a new add each step that passes one test of two, never both, so a
+    run has something left to gain and goes on for all its steps."""
+    steps = iter(range(1000))
+
+    def propose(body: dict[str, Any], text: str) -> str:
+        code = f"def add(a, b):\n    return a * b + 1  # try {next(steps)}\n"
+        return f"<IMPROVED_VARIABLE>\n{code}</IMPROVED_VARIABLE>"
+
+    fake.add_rule("<IMPROVED_VARIABLE>", propose)
+
+
 def interrupt_after_first_step(fake: FakeMessagesAPI) -> None:
     """Press Ctrl-C (SIGINT to this process) as the first request after step 1's reply arrives:
-    driven by the run's own progress, not by a timer."""
+    driven by the run's own progress, not by a timer. Step 1 passes one test of two, so the run
+    would go on."""
     stepped, pressed = threading.Event(), threading.Event()
 
     def reply(body: dict[str, Any], text: str) -> str:
@@ -41,7 +54,7 @@ def interrupt_after_first_step(fake: FakeMessagesAPI) -> None:
             os.kill(os.getpid(), signal.SIGINT)
         if "<IMPROVED_VARIABLE>" in text:
             stepped.set()
-            return f"<IMPROVED_VARIABLE>\n{FIXED_ADD}</IMPROVED_VARIABLE>"
+            return "<IMPROVED_VARIABLE>\ndef add(a, b):\n    return a * b + 1\n</IMPROVED_VARIABLE>"
         return default_reply(body, text)
 
     fake.add_rule(re.compile(""), reply)
@@ -225,13 +238,15 @@ def test_interrupt_stops_cleanly_and_keeps_candidates(
         proposals.append(text)
         if len(proposals) == 2:  # Ctrl-C while the second step waits for its proposal
             os.kill(os.getpid(), signal.SIGINT)
-        return f"<IMPROVED_VARIABLE>\n{FIXED_ADD}</IMPROVED_VARIABLE>"
+        code = FIXED_ADD if len(proposals) > 2 else "def add(a, b):\n    return a * b + 1\n"
+        return f"<IMPROVED_VARIABLE>\n{code}</IMPROVED_VARIABLE>"
 
     fake_api.add_rule("<IMPROVED_VARIABLE>", propose)
     shown = cells.run("%tgoptimize --steps 20")
     assert "stopped after 1 step(s)" in shown
     assert "candidate" in cells.run("%tghistory add")
-    # The session still works: the kept candidate passes every test, so nothing is left to do.
+    # The session still works: the next run fixes add, and then nothing is left to gain.
+    assert "every test passes; nothing left to gain" in cells.run("%tgoptimize --steps 3")
     assert "nothing to optimize" in cells.run("%tgoptimize --steps 1")
 
 
@@ -335,7 +350,7 @@ def test_terminal_accept_updates_kernel_namespace_and_history(
         "accepted",
     ]
     history = cells.run("%tghistory add")
-    assert re.search(r"^  1\s+accepted .*◀ in the cell$", history, re.MULTILINE), history
+    assert re.search(r"^  1\s+step 1\s+accepted .*◀ in the cell$", history, re.MULTILINE), history
     shown = cells.run("%tgrevert add")
     assert shown.startswith("add: reverted to #0; the kernel ran it; no notebook file here")
     assert cells.ns["add"](1, 2) == -1

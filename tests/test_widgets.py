@@ -29,6 +29,7 @@ from tests.test_notebook import (
     TESTS,
     fix_add,
     interrupt_after_first_step,
+    never_fixed,
     open_add_notebook,
 )
 from tg_magic.notebook import frontend
@@ -179,7 +180,7 @@ def test_iteration_selector_compares_any_two_entries(
     cells: Cells, fake_api: FakeMessagesAPI
 ) -> None:
     define(cells)
-    replies = iter(["return a + b  # first", "return b + a  # second"])
+    replies = iter(["return a * b + 1  # first", "return b + a  # second"])
 
     def propose(body: dict[str, Any], text: str) -> str:
         line = next(replies, "return b + a  # second")
@@ -205,7 +206,7 @@ def test_iteration_selector_compares_any_two_entries(
 
 def test_progress_widget_updates_per_step(cells: Cells, fake_api: FakeMessagesAPI) -> None:
     define(cells)
-    fix_add(fake_api)
+    never_fixed(fake_api)
     session = magics_of(cells).session
     view = ProgressView(2, can_stop=True)
     assert view.bar.value == 0 and "no score yet" in view.curve.value
@@ -224,7 +225,7 @@ def test_optimize_shows_progress_then_the_candidate(
     cells: Cells, fake_api: FakeMessagesAPI
 ) -> None:
     define(cells)
-    fix_add(fake_api)
+    never_fixed(fake_api)
     cells.run("%tgoptimize --steps 2")
     progress, view = magics_of(cells).display.views[-2:]
     assert isinstance(progress, ProgressView) and isinstance(view, CandidateView)

@@ -113,7 +113,7 @@ class OptimizeRun:
         else:
             message = f"done: {n} step(s){final}"
         if self.view is not None:
-            self.view.finish(message)
+            self.view.finish(message, stopped=stopped)
         else:
             print(message)
         changed = [c.name for c in self.session.last_parameters if c.variable.value != c.cell_value]

@@ -111,11 +111,14 @@ class ProgressView(View):
         self.stop_button.description = "Stopping…"
         self.label.value += html.escape(" · stopping after this step…")
 
-    def finish(self, message: str) -> None:
-        """The final state: the outcome with the final score; no Stop, no hint about it."""
+    def finish(self, message: str, *, stopped: bool = False) -> None:
+        """The final state: the outcome with the final score; no Stop, no hint about it. A run
+        that ended early with nothing left to gain is complete; one stopped by the user is not."""
         self.stop_button.layout.display = "none"
         self.hint.layout.display = "none"
-        self.bar.bar_style = "success" if self.results == self.steps else "warning"
+        self.bar.bar_style = "warning" if stopped else "success"
+        if not stopped:
+            self.bar.value = self.bar.max
         self.label.value = html.escape(message)
 
     def text(self) -> str:

@@ -177,10 +177,10 @@ class Stopper:
             if self.best is None and result.val_before is not None:
                 self.best = result.val_before
             yield result
+            if self._should_stop(result):
+                return
             if result.finished:  # nothing left to gain (the library ends the run)
                 self.reason = f"{result.finished}; nothing left to gain"
-                return
-            if self._should_stop(result):
                 return
 
     def _should_stop(self, result: StepResult) -> bool:
