@@ -294,8 +294,17 @@ def only_pending(transport: frontend.CommTransport) -> tuple[str, Any]:
     return next(iter(transport.pending.items()))
 
 
-def test_transport_confirms_an_edit_when_jupyterlab_answers() -> None:
+def answering(app: str = "JupyterLab") -> frontend.CommTransport:
+    """A transport whose ping the extension answered (as by the cell after %load_ext)."""
     transport = frontend.CommTransport()
+    transport.ping()
+    request_id, channel = only_pending(transport)
+    reply(channel, {"request_id": request_id, "ok": True, "version": "0.1.0", "app": app})
+    return transport
+
+
+def test_transport_confirms_an_edit_when_jupyterlab_answers() -> None:
+    transport = answering()
     outcomes: list[Written] = []
     assert transport.replace_cell(REF, FIXED_ADD, outcomes.append)
     request_id, channel = only_pending(transport)
@@ -312,7 +321,7 @@ def test_transport_confirms_an_edit_when_jupyterlab_answers() -> None:
 
 
 def test_transport_reports_a_failed_edit_with_the_new_cell() -> None:
-    transport = frontend.CommTransport()
+    transport = answering("Jupyter Notebook")
     outcomes: list[Written] = []
     transport.replace_cell(REF, FIXED_ADD, outcomes.append)
     request_id, channel = only_pending(transport)
@@ -321,34 +330,42 @@ def test_transport_reports_a_failed_edit_with_the_new_cell() -> None:
     (written,) = outcomes
     ok, message = written.ok, written.text
     assert not ok and 'No cell with id "cell-add" in this notebook' in message
+    assert message.startswith("Jupyter Notebook could not edit the cell")  # named as it is
     assert f"%%tgvariable add --kind code\n{FIXED_ADD}".rstrip() in message
     assert transport.state == frontend.PRESENT  # it answered: the extension is there
 
 
-def test_transport_closed_unanswered_means_no_extension(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("JPY_SESSION_NAME", "/tmp/work.ipynb")
-    transport = frontend.CommTransport()
+def test_no_edit_is_sent_unless_the_extension_answered_the_ping() -> None:
     outcomes: list[Written] = []
-    transport.replace_cell(REF, FIXED_ADD, outcomes.append)
-    _, channel = only_pending(transport)
+    # JupyterLab without the extension closes the ping's comm at once: absent.
+    closing = frontend.CommTransport()
+    closing.ping()
+    _, channel = only_pending(closing)
+    channel.handle_close({"content": {"comm_id": channel.comm_id, "data": {}}})
+    assert closing.state == frontend.ABSENT
+    assert not closing.replace_cell(REF, FIXED_ADD, outcomes.append)
+    # VS Code and nbclassic never answer at all: no edit is left under way for ever.
+    silent = frontend.CommTransport()
+    silent.ping()
+    assert silent.state == frontend.UNKNOWN
+    assert not silent.replace_cell(REF, FIXED_ADD, outcomes.append)
+    assert outcomes == [] and len(silent.pending) == 1  # only the ping
+    # An answered extension whose page went away: the cell takes the text when it next runs.
+    gone = answering()
+    assert gone.replace_cell(REF, FIXED_ADD, outcomes.append)
+    _, channel = only_pending(gone)
     channel.handle_close({"content": {"comm_id": channel.comm_id, "data": {}}})
     (written,) = outcomes
-    message = written.text
-    # No extension: nothing can edit the cell, so the new cell is shown to paste.
-    assert written.ok and not written.edited
-    assert "extension is not active" in message and "return a + b" in message
-    assert transport.state == frontend.ABSENT
-    # Later edits do not try the comm again: apply falls back at once.
-    assert not transport.replace_cell(REF, FIXED_ADD, outcomes.append)
-    assert transport.pending == {} and len(outcomes) == 1
+    assert written.ok and not written.edited and written.next_run
 
 
 def test_ping_learns_that_the_extension_is_there() -> None:
     transport = frontend.CommTransport()
     transport.ping()
     request_id, channel = only_pending(transport)
-    reply(channel, {"request_id": request_id, "ok": True, "version": "0.1.0"})
+    reply(channel, {"request_id": request_id, "ok": True, "version": "0.1.0", "app": "JupyterLab"})
     assert transport.state == frontend.PRESENT and transport.version == "0.1.0"
+    assert transport.app == "JupyterLab"
 
 
 def test_attached_only_in_a_kernel_under_a_jupyter_server(
@@ -367,16 +384,17 @@ def test_attached_only_in_a_kernel_under_a_jupyter_server(
 
 
 def test_widget_accept_through_jupyterlab_is_confirmed_later(
-    cells: Cells, fake_api: FakeMessagesAPI
+    cells: Cells, fake_api: FakeMessagesAPI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("JPY_SESSION_NAME", "/tmp/work.ipynb")
     define(cells)
     fix_add(fake_api)
     session = magics_of(cells).session
-    session.frontend, session.frontend_holds_file = frontend.CommTransport(), True
+    session.frontend = answering()
     cells.run("%tgoptimize --steps 1")
     view = candidate(cells)
     view.accept_button.click()
-    assert plain(view.status.value) == "add: sending #1 to JupyterLab…"
+    assert plain(view.status.value) == "add: sending #1 to the notebook…"
     assert view.accept_button.disabled and view.revert_button.disabled  # in flight
     assert session.history.latest("add").status == "candidate"  # type: ignore[union-attr]
     request_id, channel = only_pending(session.frontend)
@@ -391,14 +409,15 @@ def test_widget_accept_through_jupyterlab_is_confirmed_later(
 
 
 def test_tgaccept_display_is_updated_when_jupyterlab_answers(
-    cells: Cells, fake_api: FakeMessagesAPI
+    cells: Cells, fake_api: FakeMessagesAPI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("JPY_SESSION_NAME", "/tmp/work.ipynb")
     define(cells)
     fix_add(fake_api)
     session = magics_of(cells).session
-    session.frontend, session.frontend_holds_file = frontend.CommTransport(), True
+    session.frontend = answering()
     cells.run("%tgoptimize --steps 1")
-    assert cells.run("%tgaccept add").strip() == "add: sending #1 to JupyterLab…"
+    assert cells.run("%tgaccept add").strip() == "add: sending #1 to the notebook…"
     request_id, channel = only_pending(session.frontend)
     error = 'Cell "c-add" is read-only, so it was not changed.'
     reply(channel, {"request_id": request_id, "ok": False, "cell_id": "c-add", "error": error})

@@ -71,6 +71,8 @@ export interface IPingReply {
   request_id: string;
   ok: true;
   version: string;
+  /** The frontend's name ("JupyterLab", "Jupyter Notebook"), so messages name it. */
+  app?: string;
 }
 
 export interface IErrorReply {
@@ -217,7 +219,8 @@ export interface INotebookAccess {
 export function handleRequest(
   data: unknown,
   notebook: INotebookAccess | null,
-  onEdited?: (index: number) => void
+  onEdited?: (index: number) => void,
+  app?: string
 ): Reply {
   let parsed: ParseResult;
   try {
@@ -230,7 +233,15 @@ export function handleRequest(
   }
   const request = parsed.request;
   if (request.action === 'ping') {
-    return { request_id: request.request_id, ok: true, version: EXTENSION_VERSION };
+    const reply: IPingReply = {
+      request_id: request.request_id,
+      ok: true,
+      version: EXTENSION_VERSION
+    };
+    if (app) {
+      reply.app = app;
+    }
+    return reply;
   }
   const { request_id: requestId, cell_id: cellId } = request;
   try {

@@ -21,6 +21,9 @@ import {
 type CellWidget = NotebookPanel['content']['widgets'][number];
 type ICellModel = CellWidget['model'];
 
+/** The frontend's name (JupyterLab, Jupyter Notebook), told to the kernel on ping. */
+let appName = '';
+
 /** Pending highlight removals, so a second edit restarts the timer. */
 const highlightTimers = new WeakMap<CellWidget, ReturnType<typeof setTimeout>>();
 
@@ -105,7 +108,8 @@ function answer(
     const reply = handleRequest(
       msg.content.data,
       panel.isDisposed ? null : notebookAccess(panel),
-      index => highlight(panel, index)
+      index => highlight(panel, index),
+      appName
     );
     if (!comm.isDisposed) {
       comm.send(reply as unknown as Parameters<Kernel.IComm['send']>[0]);
@@ -217,7 +221,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
     'Lets the tg-magic kernel replace a notebook cell by id (tg_magic comm) and tells it when a variable cell is edited (tg_magic_cells comm).',
   autoStart: true,
   requires: [INotebookTracker],
-  activate: (_app: JupyterFrontEnd, tracker: INotebookTracker) => {
+  activate: (app: JupyterFrontEnd, tracker: INotebookTracker) => {
+    appName = app.name;
     tracker.forEach(watchNotebook);
     tracker.widgetAdded.connect((_, panel) => watchNotebook(panel));
   }

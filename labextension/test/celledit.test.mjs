@@ -134,6 +134,16 @@ test('ping replies with the version', () => {
   });
 });
 
+test('ping names the frontend when it is known', () => {
+  const reply = handleRequest({ action: 'ping', request_id: 'p2' }, null, undefined, 'Jupyter Notebook');
+  assert.deepEqual(reply, {
+    request_id: 'p2',
+    ok: true,
+    version: EXTENSION_VERSION,
+    app: 'Jupyter Notebook'
+  });
+});
+
 test('malformed messages give error replies, never throw', () => {
   const bad = [
     [undefined, null, null],

@@ -1,14 +1,15 @@
 """The one way an accepted or reverted value reaches its cell.
 
-In order: the JupyterLab extension edits the open cell (an undoable edit, confirmed later by a
-callback); else, when no frontend holds the notebook, the .ipynb on disk is rewritten; else (a
-terminal IPython, or JupyterLab without the extension) the new cell is shown once, to paste.
-An accepted value is never dropped.
+In order: the tg-magic extension edits the open cell (an undoable edit, confirmed later by a
+callback); else, when no frontend holds the notebook, the .ipynb on disk is rewritten; else a
+frontend that runs IPython's payloads takes the new text when the cell next runs (edits.py
+registers it; the magic sends `set_next_input(..., replace=True)`); else (a terminal IPython)
+the new cell is shown once, to paste. An accepted value is never dropped, and a file a frontend
+holds open is never written.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Protocol
 
 from ..errors import InputError
 from ..nbfile import cell_source, parse_magic_line, save_notebook
+from .where import Frontend
 
 
 @dataclass(frozen=True)
@@ -29,12 +31,13 @@ class CellRef:
 
 @dataclass(frozen=True)
 class Written:
-    """How a value reached its cell. `ok`: the value is now the variable's (in the cell, or shown
-    to paste where no cell can be edited); `edited`: the cell itself changed."""
+    """How a value reached its cell. `ok`: the value is now the variable's; `edited`: the cell
+    itself changed; `next_run`: the cell takes it when it next runs (no extension here)."""
 
     ok: bool
     text: str  # what happened, one sentence (the new cell follows when it is shown to paste)
     edited: bool
+    next_run: bool = False
 
 
 Done = Callable[[Written], None]
@@ -53,15 +56,15 @@ def write_to_cell(
     body: str,
     *,
     notebook: Path | None,
+    where: Frontend,
     frontend: Transport | None = None,
-    frontend_holds_file: bool = False,
     done: Done,
 ) -> bool:
-    """Send `body` to the cell; `done(written)` runs once, now or (through JupyterLab) after the
-    running cell ends. Returns True when the outcome is still under way."""
+    """Send `body` to the cell; `done(written)` runs once, now or (through the extension) after
+    the running cell ends. Returns True when the outcome is still under way."""
     if frontend is not None and frontend.replace_cell(ref, body, done):
         return True
-    if notebook is not None and not frontend_holds_file:
+    if notebook is not None and not where.holds_file:
         try:
             write_cell(notebook, ref, body)
         except InputError as exc:
@@ -69,16 +72,19 @@ def write_to_cell(
             return False
         done(Written(True, f"wrote {ref.name} into {notebook.name}", True))
         return False
-    done(shown(ref, body))
+    done(unedited(ref, body, where))
     return False
 
 
-def shown(ref: CellRef, body: str) -> Written:
-    """No cell can be edited here: the new cell is shown, once, to paste."""
+def unedited(ref: CellRef, body: str, where: Frontend) -> Written:
+    """No extension edited the cell and no file may be written: a frontend that runs payloads
+    takes the text when the cell next runs; elsewhere the new cell is shown, once, to paste."""
+    if where.runs_payloads:
+        return Written(True, f"{where.name} has no tg-magic extension", False, next_run=True)
     reason = (
-        "the tg-magic JupyterLab extension is not active"
-        if os.environ.get("JPY_SESSION_NAME")
-        else "no notebook file here (set one with %tgconfig --notebook PATH)"
+        "no notebook file here (start IPython with the notebook's path: %tgconfig --notebook PATH)"
+        if where.name == "a terminal IPython"
+        else "no notebook file for this run"
     )
     return Written(True, f"{reason}, so the cell was not edited: {to_paste(ref, body)}", False)
 

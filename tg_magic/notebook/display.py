@@ -77,6 +77,24 @@ class Display:
             print(lines)
         print(f"accept it with %tgaccept {name}, or reject it with %tgrevert {name}")
 
+    def forward(self, loss: Any) -> None:
+        """%tgforward's result: the evaluation and its score, or the tests one by one (one report
+        for the cells a tests loss runs together)."""
+        session = self.session
+        score = f" (score {render.score_text(loss.score)})" if loss.score is not None else ""
+        reports: dict[int, tuple[list[str], Any]] = {}
+        for cell in session.last_parameters:
+            report = session.test_report(cell.name, cell.variable.value)
+            if report is not None:
+                reports.setdefault(id(report), ([], report))[0].append(cell.name)
+        text = "\n".join(render.tests_text(r) for _, r in reports.values())
+        markdown = "\n\n".join(render.tests_markdown(", ".join(n), r) for n, r in reports.values())
+        head = f"**{loss.role_description}**{score}\n\n"
+        if not text:
+            show_markdown(head + loss.value)
+            return
+        show(f"{loss.role_description}{score}\n{text}", markdown=head + markdown)
+
     def changed_together(self, names: list[str]) -> None:
         """Several variables changed in one run: Accept all (or the magic that does it)."""
         if self.rich():

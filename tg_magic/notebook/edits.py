@@ -39,6 +39,28 @@ class Outcome:
 Done = Callable[[Outcome], None]
 
 
+@dataclass(frozen=True)
+class Waiting:
+    """An accepted (or reverted) iteration that no extension could put in the cell: the kernel
+    uses it, and the cell takes it when it next runs, if it still shows what it showed then."""
+
+    n: int
+    value: str
+    cell_then: str  # what the cell showed at the accept
+    verb: str  # "accepted #1", "reverted to #0"
+
+
+@dataclass(frozen=True)
+class Ran:
+    """What a run of the variable's cell did with a waiting iteration: the text registered
+    (`body`), whether the cell is to be rewritten with it, and one line for the user."""
+
+    body: str
+    rewrite: bool = False
+    note: str = ""
+    waiting: Waiting | None = None
+
+
 def same(a: str, b: str) -> bool:
     """Two cell texts are the same content (line endings and blank lines around aside)."""
     return norm(a) == norm(b)
@@ -130,6 +152,8 @@ class CellEdits:
         text = f"the cell holds {holds}"
         if cell.last_action:
             text = f"{cell.last_action}; {text}"
+        if cell.waiting is not None:
+            return f"{text}; {self._run_to_write(cell, cell.waiting)}"
         if not same(cell.cell_value, cell.kernel_value):
             ran = self.in_kernel(name)
             uses = f"#{ran.n}" if ran else "the text it ran last"
@@ -185,6 +209,30 @@ class CellEdits:
         self.changed(name)
         return f"{name}: {what}; the variable holds {holds} again"
 
+    def _run_to_write(self, cell: CellVariable, waiting: Waiting) -> str:
+        return f"run the cell of {cell.name} once to write #{waiting.n} into it"
+
+    def cell_ran(self, name: str, body: str) -> Ran | None:
+        """The variable's cell runs with `body`. A waiting iteration goes in when the cell still
+        shows what it showed at the accept (the cell is rewritten, the kernel registers the
+        iteration); a cell edited by hand since is the user's: it wins, and one line says what
+        was set aside."""
+        cell = self.session.variables.get(name)
+        waiting = cell.waiting if cell is not None else None
+        if cell is None or waiting is None:
+            return None
+        cell.waiting = None
+        if same(body, waiting.value):
+            return Ran(body, waiting=waiting)
+        if same(body, waiting.cell_then):
+            note = f"{name}: wrote #{waiting.n} into this cell ({waiting.verb}); the kernel runs it"
+            return Ran(waiting.value.strip("\n"), True, note, waiting)
+        note = (
+            f"{name}: your edit of the cell wins; #{waiting.n} ({waiting.verb}) was set aside "
+            f"(%tgaccept {name} {waiting.n} brings it back)"
+        )
+        return Ran(body, note=note, waiting=waiting)
+
     def _not_pending(self, name: str) -> None:
         if name in self.pending:
             raise InputError(f"an edit of {name} is under way: wait for it to finish")
@@ -202,11 +250,16 @@ class CellEdits:
             if not written.ok:
                 outcome = Outcome(False, f"{name}: not {status}: {written.text}")
             else:
-                cell.previous_value = before
-                cell.cell_value = entry.value
+                # The cell holds the value only when it was edited (the extension's answer, the
+                # file); otherwise it still shows what it showed, and the kernel says so.
+                showed = self.in_cell(name)
+                if written.edited:
+                    cell.previous_value, cell.cell_value, cell.waiting = before, entry.value, None
+                elif written.next_run:
+                    cell.waiting = Waiting(entry.n, entry.value, before, verb)
                 cell.last_action = verb
                 session.history.set_status(name, entry.n, status)
-                outcome = self._use(cell, entry, verb, written)
+                outcome = self._use(cell, entry, verb, written, showed)
             result.append(outcome)
             self.changed(name)
             if done is not None:
@@ -218,8 +271,8 @@ class CellEdits:
                 cell.cell,
                 entry.value,
                 notebook=session.notebook,
+                where=session.where(),
                 frontend=session.frontend,
-                frontend_holds_file=session.frontend_holds_file,
                 done=finished,
             )
         except BaseException:
@@ -227,11 +280,14 @@ class CellEdits:
             raise
         if under_way:
             self.changed(name)
-            return f"{name}: sending #{entry.n} to JupyterLab…"
+            return f"{name}: sending #{entry.n} to the notebook…"
         return result[0].message
 
-    def _use(self, cell: CellVariable, entry: Entry, verb: str, written: Written) -> Outcome:
-        """The kernel takes the new value: code runs in the namespace, text is rebound."""
+    def _use(
+        self, cell: CellVariable, entry: Entry, verb: str, written: Written, showed: Entry | None
+    ) -> Outcome:
+        """The kernel takes the new value: code runs in the namespace, text is rebound; the
+        message says where the value is now (the cell, or the kernel only, and what to do)."""
         namespace = self.session.namespace
         cell.variable.value = entry.value
         cell.kernel_value = entry.value
@@ -244,16 +300,21 @@ class CellEdits:
             ran = ", and the kernel ran it"
         if written.edited:
             where, tail = f"the cell holds it now ({written.text}){ran}", ""
+        elif written.next_run and cell.waiting is not None:
+            shows = f"#{showed.n}" if showed else "your text"
+            uses = "runs" if cell.kind == "code" else "uses"
+            where = (
+                f"the kernel {uses} it; the cell still shows {shows}: "
+                f"{self._run_to_write(cell, cell.waiting)}"
+            )
+            tail = f" ({written.text})"
         else:
             where = "the kernel ran it" if ran else "the variable holds it now"
             tail = f"; {written.text}"
         if failure:
-            return Outcome(
-                False,
-                f"{cell.name}: {verb}, but running it failed: {failure} (the cell holds the "
-                f"accepted text){tail}",
-                output,
-            )
+            holds = "the cell holds the accepted text" if written.edited else where
+            failed = f"{cell.name}: {verb}, but running it failed: {failure} ({holds}){tail}"
+            return Outcome(False, failed, output)
         return Outcome(True, f"{cell.name}: {verb}; {where}{tail}", output)
 
     # -- hand edits -------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..config import settings
-from .cellwriter import CellRef, Done, Written, shown, to_paste
+from .cellwriter import CellRef, Done, Written, to_paste
 
 TARGET = "tg_magic"
 CHANGES_TARGET = "tg_magic_cells"
@@ -34,10 +34,12 @@ Reply = Callable[[dict[str, Any]], None]
 
 
 def wanted(shell: Any) -> bool:
-    """A kernel under a Jupyter server, not a headless run (nbclient never answers a comm)."""
+    """A kernel under a Jupyter server (where the extension may answer), not VS Code (which
+    never answers a comm) nor a headless run (nbclient never answers either)."""
     return (
         getattr(shell, "kernel", None) is not None
         and bool(os.environ.get("JPY_SESSION_NAME"))
+        and "__vsc_ipynb_file__" not in getattr(shell, "user_ns", {})
         and not settings.notebook
     )
 
@@ -58,11 +60,14 @@ class CommTransport:
         self.target = target
         self.state = UNKNOWN
         self.version: str | None = None
+        self.app: str | None = None  # the frontend's name, as the extension gives it
         self.pending: dict[str, Any] = {}  # request_id -> its comm, until answered or closed
 
     # -- the Transport protocol -----------------------------------------------------------
     def replace_cell(self, ref: CellRef, body: str, done: Done) -> bool:
-        if self.state == ABSENT:
+        """Only once the extension has answered the ping: a frontend that never answers a comm
+        (VS Code, nbclassic) would leave the edit under way for ever."""
+        if self.state != PRESENT:
             return False
         request = {
             "action": "replace_cell",
@@ -72,16 +77,16 @@ class CommTransport:
         }
 
         def answered(data: dict[str, Any]) -> None:
+            app = self.app or "the notebook"
             if data.get("ok"):
-                text = "updated in JupyterLab; Ctrl-Z in the cell undoes it"
-                done(Written(True, text, True))
+                done(Written(True, f"updated in {app}; Ctrl-Z in the cell undoes it", True))
                 return
             error = str(data.get("error") or "no reason given").rstrip(".")
-            text = f"JupyterLab could not edit the cell ({error}), so nothing changed: "
+            text = f"{app} could not edit the cell ({error}), so nothing changed: "
             done(Written(False, text + to_paste(ref, body), False))
 
-        def closed() -> None:
-            done(shown(ref, body))
+        def closed() -> None:  # the page went away: the cell takes the text when it next runs
+            done(Written(True, "the tg-magic extension did not answer", False, next_run=True))
 
         self._send(request, answered, closed)
         return True
@@ -89,8 +94,9 @@ class CommTransport:
     # -- presence -------------------------------------------------------------------------
     def ping(self) -> None:
         def answered(data: dict[str, Any]) -> None:
-            version = data.get("version")
+            version, app = data.get("version"), data.get("app")
             self.version = str(version) if version is not None else None
+            self.app = str(app)[:40] if isinstance(app, str) and app.strip() else None
 
         self._send({"action": "ping", "request_id": uuid.uuid4().hex}, answered, lambda: None)
 

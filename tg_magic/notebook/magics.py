@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import os
 from collections.abc import Callable
 from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_cell_magic, line_magic, magics_class
-from traitlets import Bool, CaselessStrEnum, Float, Int, Unicode, default, observe
+from traitlets import Bool, CaselessStrEnum, Float, Int, Unicode, default, observe, validate
 
 from .. import config as tg_config
 from ..engines import METER
 from ..errors import TgMagicError
 from ..hints import hint_markdown
-from . import frontend, parsers, render
+from ..nbfile import cell_source
+from . import frontend, parsers, render, where
 from .display import Display, show, show_markdown
 from .live import LIVE_PAUSE, OptimizeRun, ctrl_c_raises, install_live
 from .parsers import HelpAnswered, parse
@@ -95,10 +95,8 @@ class TgMagics(Magics):
         if shell is not None:
             shell.events.register("pre_run_cell", self._pre_run_cell)
         self.session.set_notebook(self.notebook or frontend.find_notebook(self.session.namespace))
-        self.session.frontend_holds_file = bool(
-            os.environ.get("JPY_SESSION_NAME") and not tg_config.settings.notebook
-        )
         self.session.frontend = frontend.attach(shell)  # pings: presence known by the next cell
+        self.session.where = self._where
         # the extension reports edits of variable cells (typing, Ctrl-Z): the widgets follow
         self.stop_listening = frontend.listen(self.session.edits.cell_changed)
         self.display = Display(self.session, self._rich)
@@ -124,10 +122,20 @@ class TgMagics(Magics):
     def _cache_changed(self, change: Any) -> None:
         tg_config.configure(cache=self.cache or None)
 
+    def _where(self) -> where.Frontend:
+        app = getattr(self.session.frontend, "app", None)
+        return where.current(self.shell, self.session.namespace, app)
+
+    @validate("notebook")
+    def _notebook_allowed(self, proposal: Any) -> str:
+        """Never a file that a frontend holds open (it would be written behind the editor)."""
+        if proposal["value"] and self._where().holds_file:
+            raise UsageError(where.no_notebook_setting(self._where()))
+        return str(proposal["value"])
+
     @observe("notebook")
     def _notebook_changed(self, change: Any) -> None:
         self.session.set_notebook(self.notebook or None)
-        self.session.frontend_holds_file = False
 
     @observe("feedback_only")
     def _feedback_changed(self, change: Any) -> None:
@@ -156,11 +164,16 @@ class TgMagics(Magics):
         )
         shell: Any = self.shell
         shell.user_ns[args.name] = entry.variable
+        if entry.ran and entry.ran.rewrite:  # the frontend puts the accepted text in this cell
+            shell.set_next_input(cell_source(entry.cell.magic_line, entry.cell_value), replace=True)
+        if entry.ran and entry.ran.note:
+            print(entry.ran.note)
         if args.kind == "code":
-            result = shell.run_cell(cell, store_history=False)
+            result = shell.run_cell(entry.cell_value, store_history=False)
             if not result.success:
                 return
-        print(f"{args.name}: {args.kind} variable registered ({len(cell.splitlines())} lines)")
+        lines = len(entry.cell_value.splitlines())
+        print(f"{args.name}: {args.kind} variable registered ({lines} lines)")
 
     @line_cell_magic
     @_guarded
@@ -262,20 +275,7 @@ class TgMagics(Magics):
     def tgforward(self, line: str) -> None:
         """%tgforward [LOSS]: run the graph and show the evaluation, test by test."""
         args = parse(parsers.loss_name("%tgforward", "Run a loss's forward pass; show it."), line)
-        loss = self.session.forward(args.loss)
-        score = f" (score {render.score_text(loss.score)})" if loss.score is not None else ""
-        reports: dict[int, tuple[list[str], Any]] = {}  # one report for cells tested together
-        for cell in self.session.last_parameters:
-            report = self.session.test_report(cell.name, cell.variable.value)
-            if report is not None:
-                reports.setdefault(id(report), ([], report))[0].append(cell.name)
-        text = "\n".join(render.tests_text(r) for _, r in reports.values())
-        markdown = "\n\n".join(render.tests_markdown(", ".join(n), r) for n, r in reports.values())
-        head = f"**{loss.role_description}**{score}\n\n"
-        if not text:
-            show_markdown(head + loss.value)
-            return
-        show(f"{loss.role_description}{score}\n{text}", markdown=head + markdown)
+        self.display.forward(self.session.forward(args.loss))
 
     @line_magic
     @_guarded

@@ -4,7 +4,7 @@ the library (tg_magic.loss, tg_magic.optim, tg_magic.train)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,14 +18,15 @@ from ..hints import filter_hint
 from ..optim import TGD
 from ..train import Objective, StepResult, optimize
 from ..variable import Gradient, Variable
-from . import loss_cells, records
+from . import loss_cells, records, where
 from .cellwriter import CellRef, Transport
-from .edits import CellEdits, same
+from .edits import CellEdits, Ran, Waiting, same
 from .history import Entry, History, history_path
 from .loss_cells import LossCell
 from .names import check_name
 from .records import StepCandidate
 from .scores import Stopper, TestReports
+from .where import Frontend
 
 if TYPE_CHECKING:
     from ..sandbox import TestReport
@@ -44,6 +45,8 @@ class CellVariable:
     kernel_value: str = ""  # what the kernel ran (code) or bound (text) from the cell last
     previous_value: str = ""  # the cell before the last accept or revert (what it changed)
     last_action: str = ""  # the last accept, revert, reject or edit, in words
+    waiting: Waiting | None = None  # accepted, not in the cell yet: it goes in when the cell runs
+    ran: Ran | None = None  # what the cell's last run did with a waiting iteration
 
 
 @dataclass
@@ -61,7 +64,8 @@ class Session:
         self.losses: dict[str, LossCell] = {}
         self.notebook: Path | None = None
         self.frontend: Transport | None = None
-        self.frontend_holds_file = False
+        # What runs this kernel, asked at each accept (the magics set it; a script has none).
+        self.where: Callable[[], Frontend] = lambda: where.current(None, self.namespace)
         self._history: History | None = None
         self.last_loss: Variable | None = None
         self.last_parameters: list[CellVariable] = []
@@ -104,6 +108,8 @@ class Session:
                 f"the cell of {name} is empty: write its starting text under the magic"
             )
         body = body.strip("\n")  # the cell's text, without the blank lines around it
+        ran = self.edits.cell_ran(name, body)
+        body = ran.body if ran else body
         cell_id = cell_id or f"name:{name}"
         for other in [v for v in self.variables.values() if v.cell.cell_id == cell_id]:
             if other.name != name:  # the cell was renamed
@@ -118,6 +124,10 @@ class Session:
             entry.previous_value, entry.last_action = known.previous_value, known.last_action
             if known.cell_value != body or known.kernel_value != body:
                 entry.last_action = "the cell ran"
+        if ran is not None:
+            entry.ran = ran
+            if ran.rewrite and ran.waiting is not None:
+                entry.previous_value, entry.last_action = ran.waiting.cell_then, ran.waiting.verb
         self.variables[name] = entry
         entries = self.history.entries(name)
         if not any(same(e.value, body) for e in entries):
