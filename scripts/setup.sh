@@ -29,8 +29,8 @@ fi
 step "Python virtualenv (.venv)"
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-# JupyterLab first: building the extension needs it.
-.venv/bin/python -m pip install -q "jupyterlab>=4.2,<5"
+# JupyterLab first, and jupyter-builder: the extension's build script runs `jupyter-builder build`.
+.venv/bin/python -m pip install -q "jupyterlab>=4.2,<5" "jupyter-builder>=1.2,<2"
 
 step "JupyterLab extension (npm ci, build)"
 (
@@ -39,6 +39,8 @@ step "JupyterLab extension (npm ci, build)"
   PATH="$PWD/../.venv/bin:$PATH" npm run build
 )
 
+# The editable install's build hook (pyproject.toml) finds the extension just built up to date
+# and does not build it again; it copies it into .venv/share/jupyter/labextensions/tg-magic.
 step "tg-magic with the embedded local model (llama.cpp compiles on the first install)"
 extras="local,openai"
 [ "$with_tests" = 1 ] && extras="$extras,test"
