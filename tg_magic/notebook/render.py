@@ -182,7 +182,9 @@ def final_score(results: list[StepResult]) -> str:
         return ""
     first, last = results[0], results[-1]
     start = first.val_before if first.val_before is not None else first.score
-    end = last.val_after if last.val_after is not None else last.score
+    # A last step the validation gate undid left the values it found: their score stands.
+    kept = last.val_after if last.kept else last.val_before
+    end = kept if kept is not None else last.score
     return f"; score {score_change(start, end)}" if end is not None else ""
 
 
