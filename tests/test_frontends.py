@@ -42,6 +42,17 @@ def optimized(cells: Cells, fake: FakeMessagesAPI) -> None:
     assert cells.error is None
 
 
+@pytest.fixture
+def accepted_in_jupyter(
+    cells: Cells, fake_api: FakeMessagesAPI, monkeypatch: pytest.MonkeyPatch
+) -> Cells:
+    """A Jupyter server's kernel with no extension, add's fix accepted (not in its cell yet)."""
+    monkeypatch.setenv("JPY_SESSION_NAME", "/tmp/nowhere.ipynb")
+    optimized(cells, fake_api)
+    cells.run("%tgaccept add")
+    return cells
+
+
 def session_of(cells: Cells) -> Any:
     return cells.shell.magics_manager.registry["TgMagics"].session
 
@@ -100,14 +111,9 @@ def test_without_the_extension_the_cell_takes_the_accepted_text_when_it_runs(
 
 
 def test_a_hand_edit_before_the_run_wins_and_is_reported(
-    cells: Cells,
-    fake_api: FakeMessagesAPI,
-    payloads: list[tuple[str, bool]],
-    monkeypatch: pytest.MonkeyPatch,
+    accepted_in_jupyter: Cells, payloads: list[tuple[str, bool]]
 ) -> None:
-    monkeypatch.setenv("JPY_SESSION_NAME", "/tmp/nowhere.ipynb")
-    optimized(cells, fake_api)
-    cells.run("%tgaccept add")
+    cells = accepted_in_jupyter
     mine = "def add(a, b):\n    return b + a  # mine\n"
     shown = run_add(cells, mine)
     assert payloads == []  # the user's text is never replaced
@@ -121,14 +127,9 @@ def test_a_hand_edit_before_the_run_wins_and_is_reported(
 
 
 def test_revert_goes_into_the_cell_the_same_way(
-    cells: Cells,
-    fake_api: FakeMessagesAPI,
-    payloads: list[tuple[str, bool]],
-    monkeypatch: pytest.MonkeyPatch,
+    accepted_in_jupyter: Cells, payloads: list[tuple[str, bool]]
 ) -> None:
-    monkeypatch.setenv("JPY_SESSION_NAME", "/tmp/nowhere.ipynb")
-    optimized(cells, fake_api)
-    cells.run("%tgaccept add")
+    cells = accepted_in_jupyter
     run_add(cells)  # the cell takes #1
     shown = cells.run("%tgrevert add")
     assert "reverted to #0; the kernel runs it; the cell still shows #1" in shown

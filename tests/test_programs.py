@@ -72,23 +72,25 @@ def test_two_prompt_cells_are_trained_together(
     assert pf.ADD in variables["answer"].kernel_value
 
 
-def library_pipeline() -> tuple[tg.Variable, tg.Variable, Any]:
-    """The two prompts as plain Variables and the program over them, as a script has them."""
+def library_pipeline(
+    fake: FakeMessagesAPI, folder: Path
+) -> tuple[tg.Variable, tg.Variable, Any, Path]:
+    """The two prompts as plain Variables, the program over them (as a script has them) and
+    the data, with the fake model installed."""
+    pf.install(fake)
     extract = tg.Variable(pf.EXTRACT, role_description="extraction prompt")
     answer = tg.Variable(pf.ANSWER, role_description="answer prompt")
 
     def pipeline(question: str) -> tg.Variable:
         return tg.llm(answer, tg.llm(extract, question))
 
-    return extract, answer, pipeline
+    return extract, answer, pipeline, pf.write_data(folder)
 
 
 def test_the_library_trains_a_program_the_same_way(
     fake_api: FakeMessagesAPI, tmp_path: Path
 ) -> None:
-    pf.install(fake_api)
-    _, _, pipeline = library_pipeline()
-    data = pf.write_data(tmp_path)
+    _, _, pipeline, data = library_pipeline(fake_api, tmp_path)
     results = list(
         tg.optimize(program=pipeline, data=data, metric="number", steps=3, val_frac=0.34)
     )
@@ -157,9 +159,7 @@ def test_examples_of_a_batch_run_at_once_sync_or_async(
 def test_k_candidates_are_sets_of_values_scored_per_example(
     fake_api: FakeMessagesAPI, tmp_path: Path
 ) -> None:
-    pf.install(fake_api)
-    extract, answer, pipeline = library_pipeline()
-    data = pf.write_data(tmp_path)
+    extract, answer, pipeline, data = library_pipeline(fake_api, tmp_path)
     [first, *_] = tg.optimize(
         program=pipeline, data=data, metric="number", steps=2, val_frac=0.34, candidates=3
     )
