@@ -6,12 +6,17 @@ starts). A setting nobody configured falls back to its `TG_MAGIC_*` environment 
 when the setting is read, then to its default. The magics' traitlets, `%tgconfig` and the
 command line all write here, so a plain `loss.backward()` in a cell and `%tgoptimize` use the
 same engines.
+
+In a kernel that `tg-magic run` started, `allow_unsandboxed` belongs to the person who ran it
+(its --allow-unsandboxed flag, passed as TG_MAGIC_RUN_UNSANDBOXED and read from the environment
+the kernel started with): a cell can turn unsandboxed runs off, never on.
 """
 
 from __future__ import annotations
 
 import contextvars
 import os
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -55,6 +60,12 @@ FIELDS: dict[str, tuple[Any, str | None, Callable[[str], Any], str]] = {
         "seconds one model request may take before it is retried (None: the provider's "
         "default, 120 s for Claude)",
     ),
+    "idle_timeout": (
+        None,
+        "TG_MAGIC_IDLE_TIMEOUT",
+        _number(float),
+        "seconds a streamed reply may send nothing before it is retried (None: 30 s)",
+    ),
     "run_deadline": (
         None,
         "TG_MAGIC_RUN_DEADLINE",
@@ -78,6 +89,28 @@ FIELDS: dict[str, tuple[Any, str | None, Callable[[str], Any], str]] = {
     "hint_token": (None, "TG_MAGIC_HINT_TOKEN", _text, "this student's token for it"),
 }
 
+# `tg-magic run` starts its kernel with this set to 0 or 1: whether the person running it allowed
+# unsandboxed runs. Unset everywhere else (Jupyter, a script), where the settings apply as usual.
+RUN_UNSANDBOXED_ENV = "TG_MAGIC_RUN_UNSANDBOXED"
+
+
+def _at_start(name: str) -> str | None:
+    """`name` in the environment this process started with: on Linux /proc/self/environ, which
+    no later change of os.environ touches; elsewhere os.environ when this module is imported
+    (`tg-magic run` has its kernel import it before the first cell)."""
+    try:
+        with open("/proc/self/environ", "rb") as handle:
+            entries = handle.read().split(b"\0")
+    except OSError:
+        return os.environ.get(name)
+    key = name.encode() + b"="
+    found = [e[len(key) :] for e in entries if e.startswith(key)]
+    return found[-1].decode(errors="replace") if found else None
+
+
+_run = _at_start(RUN_UNSANDBOXED_ENV)
+RUN_UNSANDBOXED: bool | None = None if _run is None else _flag(_run)
+
 _UNSET = object()
 _overrides: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
     "tg_magic_settings", default=None
@@ -95,6 +128,9 @@ class Settings:
         if name not in FIELDS:
             raise AttributeError(f"tg_magic has no setting {name!r} (settings: {_names()})")
         scoped = _overrides.get()
+        if name == "allow_unsandboxed" and RUN_UNSANDBOXED is not None:
+            # a kernel `tg-magic run` started: its person decides, a cell can only narrow it
+            return RUN_UNSANDBOXED and bool((scoped or {}).get(name, self._values.get(name, True)))
         if scoped and name in scoped:
             return scoped[name]
         value = self._values.get(name, _UNSET)
@@ -129,13 +165,29 @@ def _names() -> str:
     return ", ".join(FIELDS)
 
 
-def _check(changes: dict[str, Any]) -> dict[str, Any]:
-    for name, value in changes.items():
+def refused(name: str, value: Any) -> str:
+    """Why a notebook may not make this change ('' when it may): in a kernel `tg-magic run`
+    started without --allow-unsandboxed, unsandboxed runs stay off."""
+    if name == "allow_unsandboxed" and value and RUN_UNSANDBOXED is False:
+        return (
+            "unsandboxed runs refused: this notebook runs under `tg-magic run`, where only the "
+            "person running it allows them (tg-magic run --allow-unsandboxed)"
+        )
+    return ""
+
+
+def _check(changes: dict[str, Any], caller: int = 3) -> dict[str, Any]:
+    for name, value in list(changes.items()):
+        if why := refused(name, value):  # not made: the notebook is told, and goes on
+            warnings.warn(why, stacklevel=caller)  # shown at the notebook's line
+            changes = {k: v for k, v in changes.items() if k != name}
+            continue
         if name not in FIELDS:
             raise InputError(f"unknown setting {name!r}: use one of {_names()}")
         if name == "concurrency" and value is not None and int(value) < 1:
             raise InputError("concurrency must be at least 1")
-        if name in ("request_timeout", "run_deadline") and value is not None and value <= 0:
+        timeouts = ("request_timeout", "idle_timeout", "run_deadline")
+        if name in timeouts and value is not None and value <= 0:
             raise InputError(f"{name} must be a positive number of seconds, or None")
     return changes
 
@@ -164,7 +216,7 @@ def context(**changes: Any) -> Iterator[None]:
     """Change settings for a block: `with tg.context(engine="local"): ...`."""
     if "cache" in changes:
         raise InputError("the cache is process-wide: change it with tg.configure(cache=...)")
-    merged = {**(_overrides.get() or {}), **_check(changes)}
+    merged = {**(_overrides.get() or {}), **_check(changes, caller=4)}
     token = _overrides.set(merged)
     try:
         yield

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict
 from pathlib import Path
@@ -17,7 +17,14 @@ from ..variable import Variable
 from .hinting import make_hint
 from .results import Result, write_atomic
 from .scoring import Assignment, score_rubric, score_tests
-from .submissions import BrokenSubmission, find_answer, read_notebook
+from .submissions import (
+    BrokenSubmission,
+    NotInFolder,
+    Submission,
+    find_answer,
+    read_notebook,
+    read_submission,
+)
 
 FEEDBACK_TAG = "tg-magic-feedback"
 _PIPE = "\\|"  # a | inside a Markdown table cell
@@ -118,13 +125,23 @@ def _without_old_feedback(nb: Any) -> Any:
 
 
 def process(
-    path: Path, student: str, assignment: Assignment, out_dir: Path, *, force: bool = False
+    path: Submission | Path,
+    student: str,
+    assignment: Assignment,
+    out_dir: Path,
+    *,
+    force: bool = False,
 ) -> Result:
     """Score one notebook and write its feedback copy and result file (or reuse the result of
-    an earlier run for the same submission and assignment)."""
+    an earlier run for the same submission and assignment). Only a regular file in the
+    submissions folder is read; anything else gets its reason and is not scored or copied."""
+    sub = path if isinstance(path, Submission) else Submission.file(path)
+    path = sub.path
     result_file = out_dir / "results" / f"{student}.json"
     try:
-        data = path.read_bytes()
+        data = read_submission(sub)
+    except NotInFolder as exc:
+        return Result(student, str(path), f"error: {exc}")
     except OSError as exc:
         return Result(student, str(path), f"error: cannot read the file ({exc.strerror})")
     fingerprint = assignment.fingerprint(data)
@@ -140,7 +157,7 @@ def process(
     nb = None
     index = -1
     try:
-        nb = _without_old_feedback(read_notebook(path))
+        nb = _without_old_feedback(read_notebook(data))
         index, body = find_answer(nb, assignment.target)
         if not body.strip():
             raise BrokenSubmission("the answer cell is empty")
@@ -171,16 +188,17 @@ def process(
 
 
 def _guarded(
-    path: Path, student: str, assignment: Assignment, out_dir: Path, force: bool
+    path: Submission | Path, student: str, assignment: Assignment, out_dir: Path, force: bool
 ) -> Result:
     try:
         return process(path, student, assignment, out_dir, force=force)
     except Exception as exc:  # one notebook never stops the others
-        return Result(student, str(path), f"error: {type(exc).__name__}: {str(exc)[:200]}")
+        shown = path.path if isinstance(path, Submission) else path
+        return Result(student, str(shown), f"error: {type(exc).__name__}: {str(exc)[:200]}")
 
 
 def run(
-    students: dict[Path, str],
+    students: Mapping[Submission, str] | Mapping[Path, str],
     assignment: Assignment,
     out_dir: Path,
     *,
@@ -188,15 +206,15 @@ def run(
     force: bool = False,
     on_done: Callable[[Result, int, int], None] | None = None,
 ) -> list[Result]:
-    """Every notebook (path -> student), `jobs` at a time; results in the order given."""
-    files = list(students)
+    """Every notebook (submission or path -> student), `jobs` at a time; results in the order
+    given."""
+    names: dict[Submission | Path, str] = dict(students.items())
+    files = list(names)
     out_dir.mkdir(parents=True, exist_ok=True)
-    results: dict[Path, Result] = {}
+    results: dict[Submission | Path, Result] = {}
     lock = threading.Lock()
     with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="tg-feedback") as pool:
-        futures = {
-            pool.submit(_guarded, f, students[f], assignment, out_dir, force): f for f in files
-        }
+        futures = {pool.submit(_guarded, f, names[f], assignment, out_dir, force): f for f in files}
         for future in as_completed(futures):
             result = future.result()
             with lock:

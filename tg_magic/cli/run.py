@@ -193,6 +193,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.engine:
         engine_for(args.engine)  # a wrong spec or a missing key fails here, in one line
         os.environ["TG_MAGIC_ENGINE"] = args.engine
+    from ..config import RUN_UNSANDBOXED_ENV, settings
+
+    if settings.allow_unsandboxed and not args.allow_unsandboxed:
+        print(
+            "tg-magic run: TG_MAGIC_ALLOW_UNSANDBOXED is ignored here: the notebook's tests run "
+            "unsandboxed only with tg-magic run --allow-unsandboxed",
+            file=sys.stderr,
+        )
+    # The kernel reads this once, from the environment it starts with; no cell can change it.
+    os.environ[RUN_UNSANDBOXED_ENV] = "1" if args.allow_unsandboxed else "0"
     output.parent.mkdir(parents=True, exist_ok=True)
     if source.resolve() != output.resolve():
         shutil.copyfile(source, output)  # the magics write accepted cells into this file
@@ -204,6 +214,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         kernel_name="python3",  # ipykernel of this environment
         resources={"metadata": {"path": str(source.parent.resolve())}},
+        # the settings are read before the first cell (where /proc/self/environ is missing)
+        extra_arguments=["--IPKernelApp.code_to_run=__import__('tg_magic.config') and None"],
     )
     seen = 0
 
@@ -249,4 +261,10 @@ def arguments(p: Any) -> None:
     )
     p.add_argument("--engine", help="engine for every magic (TG_MAGIC_ENGINE)")
     p.add_argument("--timeout", type=float, default=None, help="seconds per cell (default: none)")
+    p.add_argument(
+        "--allow-unsandboxed",
+        action="store_true",
+        help="where bubblewrap is missing, run the notebook's tests without it (only for a "
+        "notebook you trust; the notebook itself cannot turn this on)",
+    )
     p.set_defaults(func=cmd_run)

@@ -12,7 +12,7 @@ from IPython.core.magic import Magics, cell_magic, line_cell_magic, line_magic, 
 from traitlets import Bool, CaselessStrEnum, Float, Int, Unicode, default, observe, validate
 
 from .. import config as tg_config
-from ..engines import METER
+from ..engines import METER, get_engine
 from ..errors import TgMagicError
 from ..hints import hint_markdown
 from ..nbfile import cell_source
@@ -380,18 +380,18 @@ class TgMagics(Magics):
     @_guarded
     def tgconfig(self, line: str) -> None:
         """%tgconfig [--engine E] [--backward-engine E] [--concurrency N] [--request-timeout S]
-        [--run-deadline S] [--budget-dollars X]
-        [--budget-tokens N] [--cache PATH|off] [--notebook PATH] [--feedback-only on|off]
-        [--allow-unsandboxed on|off]"""
+        [--run-deadline S] [--budget-dollars X] [--budget-tokens N] [--cache PATH|off]
+        [--notebook PATH] [--feedback-only on|off] [--allow-unsandboxed on|off]"""
         args = parse(parsers.config(), line)
         for name, value in vars(args).items():
             if value is None:
                 continue
             if name in ("feedback_only", "allow_unsandboxed"):
                 value = value == "on"
+            if refusal := tg_config.refused(name, value):  # `tg-magic run`: its person decides
+                print(refusal)
+                continue
             if name in ("engine", "backward_engine"):
-                from ..engines import get_engine
-
                 get_engine(value)  # fails now, with the fix, if the spec is wrong
             if name in tg_config.FIELDS and name != "notebook":  # the session owns --notebook
                 # The library owns the setting: write it there, even where the traitlet already

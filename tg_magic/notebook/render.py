@@ -213,6 +213,14 @@ def containment_line() -> str:
 
     if sandbox.available() or settings.allow_unsandboxed:
         return f"tests run in a child process; {sandbox.containment(settings.allow_unsandboxed)}"
+    from ..config import RUN_UNSANDBOXED
+
+    if RUN_UNSANDBOXED is False:
+        return (
+            "the tests will not run: bubblewrap is missing here (install it with apt-get "
+            "install bubblewrap), and only the person running this notebook can allow running "
+            "them without it: tg-magic run --allow-unsandboxed"
+        )
     return (
         "the tests will not run until you choose: bubblewrap is missing here (install it with "
         "apt-get install bubblewrap), or run them without the sandbox with "

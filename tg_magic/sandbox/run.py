@@ -18,7 +18,13 @@ from dataclasses import asdict
 
 from .. import pysource
 from . import cgroups
-from .containment import Limits, SandboxUnavailable, bwrap_path, unavailable_reason
+from .containment import (
+    Limits,
+    SandboxUnavailable,
+    bwrap_path,
+    host_folders_shown,
+    unavailable_reason,
+)
 from .judge import FLOOD_FACTOR, Run, judge
 from .pool import Pair, pool
 from .process import Shape
@@ -39,9 +45,13 @@ def containment(allow_unsandboxed: bool = False) -> str:
         else "rlimits limit memory per process and the process count (no writable cgroup)"
     )
     if bwrap_path():
+        shown = host_folders_shown()
+        where = (
+            f"; the runtime's host folders show in /proc/self/mountinfo ({shown})" if shown else ""
+        )
         return (
             "bubblewrap: only the Python runtime (read-only) and a private scratch folder, "
-            f"/tmp and /dev/shm; no network, no other processes; {limits}"
+            f"/tmp and /dev/shm; no network, no other processes; {limits}{where}"
         )
     why = unavailable_reason()
     if not allow_unsandboxed:
@@ -78,9 +88,15 @@ def run_tests(
         pysource.parse(tests, "test cell")
     except (SyntaxError, ValueError) as exc:
         raise ValueError(f"the test cell does not parse: {_syntax_line(exc)}") from None
+    from ..config import RUN_UNSANDBOXED
+
+    if RUN_UNSANDBOXED is False:  # a notebook under `tg-magic run` cannot widen the sandbox
+        allow_unsandboxed = False
     bwrap = bwrap_path()
     if bwrap is None and not allow_unsandboxed:
-        raise SandboxUnavailable(unavailable_reason())
+        ran = RUN_UNSANDBOXED is False
+        only = " (under tg-magic run only its --allow-unsandboxed flag runs tests without it)"
+        raise SandboxUnavailable(unavailable_reason() + (only if ran else ""))
     limits = Limits(timeout, memory_mb, output_limit, processes, disk_mb)
     contained = containment(allow_unsandboxed)
     try:
