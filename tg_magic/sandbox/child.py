@@ -1,18 +1,19 @@
 """The two sandboxed processes of a run: the candidate (untrusted code) and the runner (tests).
 
-Started as a script inside bubblewrap (`python -S -E -s child.py ROLE ...`), standard library
-only. The runner executes the trusted test cell; each name the candidate defines becomes a stub
-that forwards the call to the candidate process and gets plain data back (wire.py). Only the
-runner writes the report, on a pipe the candidate has no access to.
+Started as a script inside bubblewrap (`python -S -E -s child.py ROLE FDS [--setup FD] SITE...`),
+standard library only; with --setup, inside.py first sets the sandbox up as the plan read from
+FD says, before any other code runs. The runner executes the trusted test cell; each name the
+candidate defines becomes a stub that forwards the call to the candidate process and gets plain
+data back (wire.py). Only the runner writes the report, on a pipe the candidate has no access to.
 """
 
 from __future__ import annotations
 
-import ast
 import builtins
 import contextlib
 import importlib.util
 import io
+import json
 import os
 import resource
 import sys
@@ -35,7 +36,7 @@ def _sibling(name: str) -> Any:
 
 
 wire = _sibling("wire")
-testfile = _sibling("testfile")
+testfile: Any = None  # the runner's only (loaded when it starts: the candidate never needs it)
 
 
 class Capture(io.TextIOBase):
@@ -267,6 +268,8 @@ def _stub(channel: _Channel, name: str) -> Any:
 def _builtins_redefined(names: dict[str, Any], tests: str) -> list[str]:
     """The code's names that replace a builtin the tests use (`range`, `len`, `all`, ...): in
     the tests' namespace they would turn the tests' own loops and checks into the code's."""
+    import ast
+
     try:
         used = {n.id for n in ast.walk(ast.parse(tests)) if isinstance(n, ast.Name)}
     except (SyntaxError, ValueError, RecursionError):
@@ -318,6 +321,8 @@ def _failure(exc: BaseException) -> tuple[str, str]:
 
 def runner(call_out: int, call_in: int, report: int) -> None:
     """Run the test cell against stubs of the candidate; write each outcome to `report`."""
+    global testfile
+    testfile = _sibling("testfile")
     job = wire.receive(0)
     _apply_limits(job)
     output_limit = int(job["output_limit"])
@@ -370,12 +375,34 @@ def runner(call_out: int, call_in: int, report: int) -> None:
     wire.send(report, {"done": True, "gone": channel.gone, "output_chars": channel.output_chars})
 
 
+def _set_up(fd: int) -> str:
+    """Read the plan, close it, and let inside.py set the sandbox up; end at once if it fails.
+    Returns "" when the runtime shows as overlays, else why not."""
+    try:
+        data = bytearray()
+        while chunk := os.read(fd, 65536):
+            data += chunk
+        os.close(fd)
+        return str(_sibling("inside").enter(json.loads(data)))
+    except BaseException as exc:
+        os.write(2, f"the sandbox could not be set up: {type(exc).__name__}: {exc}\n".encode())
+        os._exit(70)
+
+
 def main() -> None:
     role, numbers, *site_dirs = sys.argv[1:]
+    no_overlays = ""
+    if site_dirs[:1] == ["--setup"]:
+        no_overlays = _set_up(int(site_dirs[1])) or ""
+        site_dirs = site_dirs[2:]
     import site
 
     for folder in site_dirs:  # the runtime's packages, read-only (python runs with -S)
         site.addsitedir(folder)
+    if role == "probe":  # the sandbox works here
+        if no_overlays:
+            print(f"no overlays: {no_overlays}")
+        return
     fds = numbers.split(",")
     if role == "candidate":
         candidate(int(fds[0]), int(fds[1]))

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import cgroups
-from .containment import CHILD_DIR, CHILD_ENV, Limits, bwrap_args, python, site_dirs
+from .containment import CHILD_ENV, Limits, sandbox_command
+from .runtime import python, site_dirs
 from .wire import Uncrossable, send
 
 
@@ -120,32 +121,38 @@ def start(role: str, fds: list[int], shape: Shape) -> Child:
     info_read = info_write = None
     scratch = None
     passed = list(fds)
-    if shape.bwrap:
-        info_read, info_write = os.pipe()
-        passed.append(info_write)
-        limits = Limits(memory_mb=shape.memory_mb, processes=shape.processes, disk_mb=shape.disk_mb)
-        prefix = bwrap_args(shape.bwrap, limits, info_write)
-        program = python_args_for(role, fds, inside=True)
-        env: dict[str, str] = {}
-        cwd = "/"
-    else:
-        scratch = tempfile.mkdtemp(prefix="tg-magic-")
-        prefix = []
-        program = python_args_for(role, fds, inside=False)
-        env = {**CHILD_ENV, "HOME": scratch, "TMPDIR": scratch}
-        cwd = scratch
+    ours: list[int] = []  # closed here once the child started
     try:
+        if shape.bwrap:
+            info_read, info_write = os.pipe()
+            limits = Limits(
+                memory_mb=shape.memory_mb, processes=shape.processes, disk_mb=shape.disk_mb
+            )
+            command, ours = sandbox_command(shape.bwrap, limits, info_write, role, fds)
+            passed += [info_write, *ours]
+            env: dict[str, str] = {}
+            cwd = "/"
+        else:
+            scratch = tempfile.mkdtemp(prefix="tg-magic-")
+            command = python_args_for(role, fds)
+            env = {**CHILD_ENV, "HOME": scratch, "TMPDIR": scratch}
+            cwd = scratch
         popen = subprocess.Popen(
-            cgroups.join_command(group, [*_die_with_us(), *prefix, *program]),
+            cgroups.join_command(group, [*_die_with_us(), *command]),
             stdin=job_read, stdout=out_write, stderr=out_write, env=env, cwd=cwd,
             pass_fds=passed, start_new_session=True,
         )  # fmt: skip
-    except OSError:
+    except BaseException:
         if group is not None:
             group.remove()
+        for ours_to_close in (job_write, out_read, info_read):
+            if ours_to_close is not None:
+                os.close(ours_to_close)
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
         raise
     finally:
-        for fd in (job_read, out_write, info_write):
+        for fd in (job_read, out_write, info_write, *ours):
             if fd is not None:
                 os.close(fd)
     return Child(popen, job_write, out_read, info_read, group, scratch)
@@ -159,8 +166,9 @@ def _die_with_us() -> list[str]:
     return [setpriv, "--pdeathsig", "KILL"] if setpriv else []
 
 
-def python_args_for(role: str, fds: list[int], *, inside: bool) -> list[str]:
-    """Our child script, run isolated from the environment and the user's site folder."""
-    script = f"{CHILD_DIR}/child.py" if inside else str(Path(__file__).with_name("child.py"))
+def python_args_for(role: str, fds: list[int]) -> list[str]:
+    """Our child script, unsandboxed, isolated from the environment and the user's site folder
+    (the sandboxed command is containment.sandbox_command)."""
+    script = str(Path(__file__).with_name("child.py"))
     numbers = ",".join(map(str, fds))
     return [python(), "-S", "-E", "-s", "-B", script, role, numbers, *site_dirs()]
