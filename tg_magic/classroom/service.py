@@ -8,7 +8,7 @@ request; model calls share one event loop, so at most `concurrency` are in fligh
 
 Everything secret stays here: the teacher's tests (hidden ones included), the reference
 solution, the model key (this process's environment), the reply cache and the logs. A student
-gets the per-test results (hidden tests by name only) and the hint after both leak layers;
+gets the per-test results (hidden tests by name only) and the hint after every leak check;
 any failure is one line of JSON `{"error": ...}` with an HTTP status.
 """
 
