@@ -9,16 +9,12 @@ Screenshots go to test-output/.
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import signal
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +24,13 @@ import pytest
 
 from tests import pipeline_fake as pf
 from tests.fake_api import FakeMessagesAPI
+from tests.jupyter_server import (
+    LAB_ARGS,
+    disable_extensions,
+    jupyter_server,
+    model_env,
+    start_session,
+)
 from tests.test_notebook import BUGGY_ADD, FIXED_ADD, TESTS
 from tests.test_programs import PIPELINE, TWO_CELLS
 
@@ -62,109 +65,47 @@ class Lab:
     fake: FakeMessagesAPI
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """Stop jupyter lab and its kernels (its whole process group)."""
-    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
-def _shut_kernels(url: str) -> None:
-    """Shut the kernels down through the server (they run in sessions of their own)."""
-    try:
-        with urllib.request.urlopen(f"{url}/api/kernels", timeout=5) as response:
-            kernels = json.load(response)
-        for kernel in kernels:
-            request = urllib.request.Request(f"{url}/api/kernels/{kernel['id']}", method="DELETE")
-            urllib.request.urlopen(request, timeout=10).close()
-    except OSError:
-        pass  # the server is gone already; stopping it below is all that is left
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    base = tmp_path_factory.mktemp("lab")
+@contextmanager
+def checkout_server(
+    base: Path, fake: FakeMessagesAPI, *, app: str = "jupyterlab", disabled: tuple[str, ...] = ()
+) -> Iterator[Lab]:
+    """`python -m <app>` (jupyterlab, or notebook for Notebook 7) of this venv serving
+    `base`/root, with this checkout's build of the extension, the extensions in `disabled` off,
+    its kernels' model being `fake`; Jupyter's per-user folders are in `base`."""
     root, config = base / "root", base / "config"
-    root.mkdir()
-    (config / "labconfig").mkdir(parents=True)
-    # No "get notified about Jupyter news?" toast, no update check, no restored workspace.
-    (config / "labconfig" / "page_config.json").write_text(
-        json.dumps({"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}})
-    )
+    root.mkdir(parents=True)
+    disable_extensions(config, *disabled)
     # This checkout's build of the extension, ahead of any installed copy (JUPYTER_PATH comes
     # first in JupyterLab's search path for prebuilt extensions).
     extensions = base / "jupyter-path" / "labextensions"
     extensions.mkdir(parents=True)
     (extensions / "tg-magic").symlink_to(BUILT.parent, target_is_directory=True)
-    fake = FakeMessagesAPI().start()
-    port = _free_port()
     env = {
         k: v for k, v in os.environ.items() if k not in ("TG_MAGIC_NOTEBOOK", "JPY_SESSION_NAME")
     }
     env.update(
-        ANTHROPIC_BASE_URL=fake.base_url,
-        ANTHROPIC_API_KEY="test-key-for-the-fake-server-0002",
-        TG_MAGIC_CACHE=str(base / "cache.sqlite"),
+        model_env(fake, base),
         JUPYTER_CONFIG_DIR=str(config),
         JUPYTER_PATH=str(base / "jupyter-path"),
         JUPYTERLAB_SETTINGS_DIR=str(base / "settings"),
         JUPYTERLAB_WORKSPACES_DIR=str(base / "workspaces"),
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     )
-    log = (base / "jupyter-lab.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "jupyterlab",
-            "--no-browser",
-            "--allow-root",
-            "--ip=127.0.0.1",
-            f"--port={port}",
-            "--IdentityProvider.token=",
-            "--ServerApp.password=",
-            "--ServerApp.disable_check_xsrf=True",  # lets the test create the kernel session
-            f"--ServerApp.root_dir={root}",
-            "--LabApp.news_url=None",
-            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-        ],
+    with jupyter_server(
+        [sys.executable, "-m", app],
+        root=root,
         env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/api/status", timeout=2)
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        "jupyter lab did not start:\n" + (base / "jupyter-lab.log").read_text()
-                    ) from None
-                time.sleep(0.2)
+        log=base / f"{app}.log",
+        args=LAB_ARGS if app == "jupyterlab" else (),
+    ) as url:
         yield Lab(url, root, fake)
-    finally:
-        _shut_kernels(url)
-        _stop(proc)
-        fake.stop()
-        log.close()
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """JupyterLab with this checkout's build of the extension, its model a fake of its own."""
+    with FakeMessagesAPI() as fake, checkout_server(tmp_path_factory.mktemp("lab"), fake) as lab:
+        yield lab
 
 
 @pytest.fixture(scope="module")
@@ -234,32 +175,40 @@ def dismiss_dialogs(page: Any) -> None:
             page.keyboard.press("Enter")
 
 
-def open_and_run_all(page: Any, lab: Lab, name: str, upto: int | None = None) -> None:
-    """Open a notebook and run its cells (the first `upto` of them), as a person would."""
-    # Its kernel session exists before the page opens: otherwise JupyterLab may ask which
-    # kernel to start (when the kernel specs arrive after the notebook) and lose the run.
-    request = urllib.request.Request(
-        f"{lab.url}/api/sessions",
-        data=json.dumps(
-            {"path": name, "name": name, "type": "notebook", "kernel": {"name": "python3"}}
-        ).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    urllib.request.urlopen(request, timeout=30).close()
-    # A workspace of its own: no notebook of an earlier test is restored beside this one.
-    page.goto(f"{lab.url}/lab/workspaces/{name.replace('.', '-')}/tree/{name}")
+def undisturbed(page: Any) -> bool:
+    """Click through a kernel-selection (or any) dialog; True, for use inside a wait."""
+    dismiss_dialogs(page)
+    return True
+
+
+def open_notebook(page: Any, lab: Lab, name: str, url: str | None = None) -> None:
+    """Open a notebook at `url` (by default JupyterLab's page, in a workspace of its own: no
+    notebook of an earlier test is restored beside this one) once its kernel session exists
+    (no kernel dialog); wait until every cell is shown."""
+    start_session(lab.url, name)
+    page.goto(url or f"{lab.url}/lab/workspaces/{name.replace('.', '-')}/tree/{name}")
     cells(page).first.locator(".cm-content").wait_for()
+    count = len(nbformat.read(lab.root / name, as_version=4).cells)
+    # JupyterLab renders a notebook's cells progressively: wait for all of them.
+    wait_until(lambda: undisturbed(page) and cells(page).count() >= count, "every cell to be shown")
+
+
+def open_in_lab(page: Any, lab: Lab, name: str) -> None:
+    """Open a notebook in JupyterLab and wait until its kernel is idle."""
+    open_notebook(page, lab, name)
     indicator = page.locator(f"{PANEL} .jp-Notebook-ExecutionIndicator")
     wait_until(
-        lambda: (dismiss_dialogs(page), indicator.get_attribute("data-status") == "idle")[1],
+        lambda: undisturbed(page) and indicator.get_attribute("data-status") == "idle",
         "the kernel",
     )
+
+
+def open_and_run_all(page: Any, lab: Lab, name: str, upto: int | None = None) -> None:
+    """Open a notebook and run its cells (the first `upto` of them), as a person would."""
+    open_in_lab(page, lab, name)
     # Cell by cell with Shift+Enter: a Run All sent while the kernel's connection settles can be
     # lost in part (seen on a fresh machine); a lost Shift+Enter is simply pressed again.
     count = len(nbformat.read(lab.root / name, as_version=4).cells)
-    # JupyterLab renders a notebook's cells progressively: wait for all of them.
-    wait_until(lambda: cells(page).count() >= count, "every cell to be shown")
     for index in range(count if upto is None else upto):
         run_cell(page, index)
 
@@ -274,9 +223,10 @@ def run_cell(page: Any, index: int) -> None:
         try:
             wait_until(
                 lambda: (
-                    dismiss_dialogs(page),
-                    bool(RAN.search(prompt.inner_text())) and prompt.inner_text() != before,
-                )[1],
+                    undisturbed(page)
+                    and bool(RAN.search(prompt.inner_text()))
+                    and prompt.inner_text() != before
+                ),
                 f"cell {index + 1} to run",
                 10,
             )
@@ -288,7 +238,7 @@ def run_cell(page: Any, index: int) -> None:
 
 def wait_for(page: Any, locator: Any, what: str, seconds: float = 60) -> None:
     """Wait until `locator` is visible, clicking through dialogs meanwhile."""
-    wait_until(lambda: (dismiss_dialogs(page), locator.first.is_visible())[1], what, seconds)
+    wait_until(lambda: undisturbed(page) and locator.first.is_visible(), what, seconds)
 
 
 def cell_text(page: Any, index: int) -> str:

@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,18 +24,15 @@ import pytest
 
 from tests.fake_api import FakeMessagesAPI
 from tests.test_browser import (
-    BUILT,
     CHROMIUM,
     MAGIC_LINE,
-    PANEL,
     WAIT,
     Lab,
-    _free_port,
-    _shut_kernels,
-    _stop,
     cell_text,
     cells,
-    dismiss_dialogs,
+    checkout_server,
+    open_in_lab,
+    open_notebook,
     run_cell,
     shot,
     sync_api,
@@ -71,80 +65,14 @@ VAR, OPTIMIZE, USE = 1, 3, 4
 def serve(
     base: Path, fake: FakeMessagesAPI, *, app: str, disabled: tuple[str, ...] = ()
 ) -> Iterator[Lab]:
-    """`python -m <app>` (jupyterlab, or notebook for Notebook 7) with this checkout's build of
-    the extension, the extensions in `disabled` off, autosave off (the file on disk changes
-    only when the test saves it, or when something writes it behind the page)."""
-    root, config = base / "root", base / "config"
-    root.mkdir(parents=True)
-    (config / "labconfig").mkdir(parents=True)
-    off = {"@jupyterlab/apputils-extension:announcements": True, **dict.fromkeys(disabled, True)}
-    (config / "labconfig" / "page_config.json").write_text(json.dumps({"disabledExtensions": off}))
+    """tests/test_browser.py's server of this checkout (`app` jupyterlab, or notebook for
+    Notebook 7) with the extensions in `disabled` off and autosave off (the file on disk
+    changes only when the test saves it, or when something writes it behind the page)."""
     settings = base / "settings" / "@jupyterlab" / "docmanager-extension"
     settings.mkdir(parents=True)
     (settings / "plugin.jupyterlab-settings").write_text(json.dumps({"autosave": False}))
-    extensions = base / "jupyter-path" / "labextensions"
-    extensions.mkdir(parents=True)
-    (extensions / "tg-magic").symlink_to(BUILT.parent, target_is_directory=True)
-    port = _free_port()
-    env = {
-        k: v for k, v in os.environ.items() if k not in ("TG_MAGIC_NOTEBOOK", "JPY_SESSION_NAME")
-    }
-    env.update(
-        ANTHROPIC_BASE_URL=fake.base_url,
-        ANTHROPIC_API_KEY="test-key-for-the-fake-server-0004",
-        TG_MAGIC_CACHE=str(base / "cache.sqlite"),
-        JUPYTER_CONFIG_DIR=str(config),
-        JUPYTER_PATH=str(base / "jupyter-path"),
-        JUPYTERLAB_SETTINGS_DIR=str(base / "settings"),
-        JUPYTERLAB_WORKSPACES_DIR=str(base / "workspaces"),
-        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-    )
-    options = (
-        [
-            "--LabApp.news_url=None",
-            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-        ]
-        if app == "jupyterlab"
-        else []
-    )
-    log_path = base / f"{app}.log"
-    log = log_path.open("wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            app,
-            "--no-browser",
-            "--allow-root",
-            "--ip=127.0.0.1",
-            f"--port={port}",
-            "--IdentityProvider.token=",
-            "--ServerApp.password=",
-            "--ServerApp.disable_check_xsrf=True",
-            f"--ServerApp.root_dir={root}",
-            *options,
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/api/status", timeout=2).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"{app} did not start:\n{log_path.read_text()}") from None
-                time.sleep(0.2)
-        yield Lab(url, root, fake)
-    finally:
-        _shut_kernels(url)
-        _stop(proc)
-        log.close()
+    with checkout_server(base, fake, app=app, disabled=disabled) as lab:
+        yield lab
 
 
 @pytest.fixture(scope="module")
@@ -239,38 +167,6 @@ def add_notebook(lab: Lab, name: str, first: str = "%load_ext tg_magic") -> Path
     return path
 
 
-def undisturbed(page: Any) -> bool:
-    """Click through a kernel-selection (or any) dialog; True, for use inside a wait."""
-    dismiss_dialogs(page)
-    return True
-
-
-def open_notebook(page: Any, lab: Lab, name: str, url: str) -> None:
-    """Open a notebook whose kernel session exists already (no kernel dialog), wait for it."""
-    request = urllib.request.Request(
-        f"{lab.url}/api/sessions",
-        data=json.dumps(
-            {"path": name, "name": name, "type": "notebook", "kernel": {"name": "python3"}}
-        ).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    urllib.request.urlopen(request, timeout=30).close()
-    page.goto(url)
-    cells(page).first.locator(".cm-content").wait_for()
-    count = len(nbformat.read(lab.root / name, as_version=4).cells)
-    wait_until(lambda: undisturbed(page) and cells(page).count() >= count, "every cell")
-
-
-def open_in_lab(page: Any, lab: Lab, name: str) -> None:
-    open_notebook(page, lab, name, f"{lab.url}/lab/workspaces/{name.replace('.', '-')}/tree/{name}")
-    indicator = page.locator(f"{PANEL} .jp-Notebook-ExecutionIndicator")
-    wait_until(
-        lambda: undisturbed(page) and indicator.get_attribute("data-status") == "idle",
-        "the kernel",
-    )
-
-
 def run_upto_the_candidate(page: Any) -> Any:
     """Run the cells up to %tgoptimize; return the candidate widget."""
     for index in range(OPTIMIZE + 1):
@@ -302,9 +198,12 @@ def run_and_read(page: Any, index: int, expected: str) -> str:
     return shown()
 
 
-def accept_without_extension(page: Any, widget: Any, path: Path, frontend: str) -> None:
-    """Accept in the widget: the status says the cell still shows #0 and to run it once; the
-    kernel runs the fix; neither the cell nor the file changes."""
+def accept_without_extension(page: Any, lab: Lab, path: Path, frontend: str) -> None:
+    """Open the notebook in JupyterLab, run it up to the candidate and Accept in the widget:
+    the status says the cell still shows #0 and to run it once; the kernel runs the fix;
+    neither the cell nor the file changes."""
+    open_in_lab(page, lab, path.name)
+    widget = run_upto_the_candidate(page)
     before = path.read_bytes()
     widget.locator("button", has_text="Accept").click()
     status = widget.locator(".tg-magic-status")
@@ -322,15 +221,20 @@ def accept_without_extension(page: Any, widget: Any, path: Path, frontend: str) 
     assert path.read_bytes() == before
 
 
+def accepted_in_bare_lab(page: Any, lab: Lab, name: str) -> tuple[Path, bytes]:
+    """The notebook `name`, accepted in JupyterLab without the extension (see
+    accept_without_extension): its path, and its bytes as first written."""
+    path = add_notebook(lab, name)
+    written = path.read_bytes()
+    accept_without_extension(page, lab, path, "this Jupyter frontend")
+    return path, written
+
+
 def test_lab_without_the_extension_the_cell_takes_the_fix_when_it_runs(
     bare_lab: Lab, page: Page
 ) -> None:
     p = page.page
-    path = add_notebook(bare_lab, "bare.ipynb")
-    written = path.read_bytes()
-    open_in_lab(p, bare_lab, path.name)
-    widget = run_upto_the_candidate(p)
-    accept_without_extension(p, widget, path, "this Jupyter frontend")
+    path, written = accepted_in_bare_lab(p, bare_lab, "bare.ipynb")
     before = path.read_bytes()
 
     # The variable's cell runs, still holding #0: the kernel's reply puts #1 into it.
@@ -365,11 +269,7 @@ def test_lab_without_the_extension_a_hand_edit_before_the_run_wins(
     bare_lab: Lab, page: Page
 ) -> None:
     p = page.page
-    path = add_notebook(bare_lab, "hand.ipynb")
-    written = path.read_bytes()
-    open_in_lab(p, bare_lab, path.name)
-    widget = run_upto_the_candidate(p)
-    accept_without_extension(p, widget, path, "this Jupyter frontend")
+    path, written = accepted_in_bare_lab(p, bare_lab, "hand.ipynb")
     # The user types in the cell before running it (a line at its end).
     editor = cells(p).nth(VAR).locator(".cm-content")
     editor.click()
@@ -411,9 +311,7 @@ def test_vs_code_path_writes_nothing_and_the_save_meets_no_file_changed_dialog(
     path = bare_lab.root / "vscode.ipynb"
     add_notebook(bare_lab, path.name, f"__vsc_ipynb_file__ = {str(path)!r}\n%load_ext tg_magic")
     os.utime(path, (time.time() - 10, time.time() - 10))  # a save shows as a newer mtime
-    open_in_lab(p, bare_lab, path.name)
-    widget = run_upto_the_candidate(p)
-    accept_without_extension(p, widget, path, "VS Code")
+    accept_without_extension(p, bare_lab, path, "VS Code")
     save_without_dialog(p, path)
     on_disk = nbformat.read(path, as_version=4).cells[VAR].source
     assert on_disk == OLD_CELL  # the save wrote the page's cell: still #0

@@ -221,15 +221,22 @@ def rewritten(front: Frontend, cell_id: str | None) -> None:
     assert front.payloads() == [(f"{MAGIC}\n{BUGGY_ADD}", [{**REWRITE, "replace": True}])]
 
 
+def accept_in_jupyter_server(front: Frontend, nb: nbformat.NotebookNode) -> str:
+    """optimize with the notebook's cell ids (as JupyterLab sends them), then accept as a
+    Jupyter server's kernel; the cell id of the variable."""
+    ids = (nb.cells[1].id, nb.cells[2].id)
+    optimize(front, ids)
+    accept(front, "this Jupyter frontend")
+    return str(ids[0])
+
+
 def test_jupyter_server_without_the_extension(
     jupyter_server: Frontend, notebook: tuple[Path, nbformat.NotebookNode, bytes]
 ) -> None:
     path, nb, before = notebook
-    ids = (nb.cells[1].id, nb.cells[2].id)
-    optimize(jupyter_server, ids)
-    accept(jupyter_server, "this Jupyter frontend")
+    var = accept_in_jupyter_server(jupyter_server, nb)
     assert path.read_bytes() == before
-    rewritten(jupyter_server, ids[0])
+    rewritten(jupyter_server, var)
     assert path.read_bytes() == before  # the frontend holds the file: only it saves it
 
 
@@ -237,11 +244,9 @@ def test_jupyter_server_a_hand_edit_before_the_run_wins(
     jupyter_server: Frontend, notebook: tuple[Path, nbformat.NotebookNode, bytes]
 ) -> None:
     path, nb, before = notebook
-    ids = (nb.cells[1].id, nb.cells[2].id)
-    optimize(jupyter_server, ids)
-    accept(jupyter_server, "this Jupyter frontend")
+    var = accept_in_jupyter_server(jupyter_server, nb)
     mine = "def add(a, b):\n    return b + a + 0  # mine\n"
-    ran = jupyter_server.run(f"{MAGIC}\n{mine}", ids[0])
+    ran = jupyter_server.run(f"{MAGIC}\n{mine}", var)
     assert ran.payload == [], ran.payload  # the user's text is never replaced
     assert (
         "add: your edit of the cell wins; #1 (accepted #1) was set aside "
@@ -251,7 +256,7 @@ def test_jupyter_server_a_hand_edit_before_the_run_wins(
         mine.strip()
     )
     # A later run of the edited cell sends nothing either; no run ever did.
-    assert jupyter_server.run(f"{MAGIC}\n{mine}", ids[0]).payload == []
+    assert jupyter_server.run(f"{MAGIC}\n{mine}", var).payload == []
     assert jupyter_server.payloads() == []
     assert path.read_bytes() == before
 

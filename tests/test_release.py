@@ -26,9 +26,8 @@ import subprocess
 import sys
 import tarfile
 import time
-import urllib.request
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from typing import Any
 import pytest
 
 from tests.fake_api import FakeMessagesAPI
+from tests.jupyter_server import LAB_ARGS, disable_extensions, jupyter_server, model_env
 from tests.test_notebook import BUGGY_ADD, FIXED_ADD, TESTS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -279,69 +279,30 @@ def test_jupyter_labextension_list_shows_it_enabled(
 def user_lab(
     wheel_venv: tuple[Path, dict[str, str]], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Any]:
-    """`<venv>/bin/jupyter lab` as tests/test_browser.py starts its own (Notebook 7's pages are
-    served by the same server), the model being the loopback fake Messages API of this
-    process."""
+    """`<venv>/bin/jupyter lab` (Notebook 7's pages are served by the same server), the model
+    being the loopback fake Messages API of this process."""
     from tests import test_browser as tb  # skips when chromium or playwright is missing
 
     venv, env = wheel_venv
-    tmp_path = tmp_path_factory.mktemp("lab")
-    root, config = tmp_path / "root", Path(env["JUPYTER_CONFIG_DIR"])
+    base = tmp_path_factory.mktemp("lab")
+    root, log = base / "root", base / "jupyter-lab.log"
     root.mkdir()
-    (config / "labconfig").mkdir(parents=True, exist_ok=True)
-    (config / "labconfig" / "page_config.json").write_text(
-        json.dumps({"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}})
-    )
-    fake = FakeMessagesAPI().start()
-    port = tb._free_port()
-    env = {
-        **env,
-        "ANTHROPIC_BASE_URL": fake.base_url,
-        "ANTHROPIC_API_KEY": "test-key-for-the-fake-server-0003",
-        "TG_MAGIC_CACHE": str(tmp_path / "cache.sqlite"),
-    }
-    log_path = tmp_path / "jupyter-lab.log"
-    log = log_path.open("wb")
-    proc = subprocess.Popen(
-        [
-            str(venv / "bin" / "jupyter"),
-            "lab",
-            "--no-browser",
-            "--allow-root",
-            "--ip=127.0.0.1",
-            f"--port={port}",
-            "--IdentityProvider.token=",
-            "--ServerApp.password=",
-            "--ServerApp.disable_check_xsrf=True",
-            f"--ServerApp.root_dir={root}",
-            "--LabApp.news_url=None",
-            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-        ],
-        env=env,
-        cwd=root,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
+    disable_extensions(Path(env["JUPYTER_CONFIG_DIR"]))
     try:
-        tb.wait_until(lambda: _up(url) or proc.poll() is not None, "jupyter lab to start", 60)
-        assert proc.poll() is None, log_path.read_text()
-        yield tb.Lab(url, root, fake)
+        with (
+            FakeMessagesAPI() as fake,
+            jupyter_server(
+                [str(venv / "bin" / "jupyter"), "lab"],
+                root=root,
+                env={**env, **model_env(fake, base)},
+                log=log,
+                args=LAB_ARGS,
+                cwd=root,
+            ) as url,
+        ):
+            yield tb.Lab(url, root, fake)
     finally:
-        tb._shut_kernels(url)
-        tb._stop(proc)
-        fake.stop()
-        log.close()
-        print(log_path.read_text()[-3000:])
-
-
-def _up(url: str) -> bool:
-    try:
-        urllib.request.urlopen(f"{url}/api/status", timeout=2).close()
-        return True
-    except OSError:
-        return False
+        print(log.read_text()[-3000:])
 
 
 def accept_notebook(root: Path, name: str) -> None:
@@ -391,48 +352,42 @@ def browser_page(user_lab: Any) -> Iterator[Any]:
             fake.reset()
 
 
-def test_jupyterlab_from_the_venv_loads_the_extension(
-    user_lab: Any,
-    wheel_venv: tuple[Path, dict[str, str]],
-    browser_page: Any,
-) -> None:
+def run_in_jupyterlab(page: Any, lab: Any, name: str) -> None:
     from tests import test_browser as tb
 
-    lab, page = user_lab, browser_page
-    accept_notebook(lab.root, "lab.ipynb")
-    started = time.monotonic()
-    tb.open_and_run_all(page, lab, "lab.ipynb")
-    check_accepted(page, wheel_venv[0], "JupyterLab")
-    timed("the notebook in JupyterLab, up to the accepted edit", started)
-    tb.shot(page, "release-accepted-in-jupyterlab")
+    tb.open_and_run_all(page, lab, name)
 
 
-def test_notebook_7_from_the_venv_loads_the_extension(
-    user_lab: Any,
-    wheel_venv: tuple[Path, dict[str, str]],
-    browser_page: Any,
-) -> None:
+def run_in_notebook_7(page: Any, lab: Any, name: str) -> None:
     from tests import test_browser as tb
 
-    lab, page = user_lab, browser_page
-    name = "nb7.ipynb"
-    accept_notebook(lab.root, name)
-    started = time.monotonic()
-    session = json.dumps(
-        {"path": name, "name": name, "type": "notebook", "kernel": {"name": "python3"}}
-    )
-    request = urllib.request.Request(
-        f"{lab.url}/api/sessions",
-        data=session.encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    urllib.request.urlopen(request, timeout=30).close()
-    page.goto(f"{lab.url}/notebooks/{name}")
-    tb.wait_until(lambda: tb.cells(page).count() >= 5, "Notebook 7 to show every cell")
+    tb.open_notebook(page, lab, name, f"{lab.url}/notebooks/{name}")
     assert "/notebooks/" in page.url, page.url  # Notebook 7's page, not JupyterLab's
     for index in range(5):
         tb.run_cell(page, index)
-    check_accepted(page, wheel_venv[0], "Jupyter Notebook")
-    timed("the notebook in Notebook 7, up to the accepted edit", started)
-    tb.shot(page, "release-accepted-in-notebook-7")
+
+
+@pytest.mark.parametrize(
+    ("name", "run_all", "frontend"),
+    [
+        pytest.param("jupyterlab.ipynb", run_in_jupyterlab, "JupyterLab", id="jupyterlab"),
+        pytest.param("notebook-7.ipynb", run_in_notebook_7, "Jupyter Notebook", id="notebook-7"),
+    ],
+)
+def test_the_extension_from_the_venv_loads_in(
+    user_lab: Any,
+    wheel_venv: tuple[Path, dict[str, str]],
+    browser_page: Any,
+    name: str,
+    run_all: Callable[[Any, Any, str], None],
+    frontend: str,
+) -> None:
+    from tests import test_browser as tb
+
+    lab, page = user_lab, browser_page
+    accept_notebook(lab.root, name)
+    started = time.monotonic()
+    run_all(page, lab, name)
+    check_accepted(page, wheel_venv[0], frontend)
+    timed(f"the notebook in {frontend}, up to the accepted edit", started)
+    tb.shot(page, f"release-accepted-in-{name.removesuffix('.ipynb')}")

@@ -209,3 +209,19 @@ def test_the_runtime_still_works_at_its_neutral_paths() -> None:
     )
     report = run_tests(code, "assert check() == [6, True, True]\n")
     assert report.score == 1.0, report.text()
+
+
+def test_a_package_installed_from_a_local_wheel_is_hidden_without_failing(tmp_path: Path) -> None:
+    """A wheel installed from a file (`pip install ./x.whl`) records archive_info, not dir_info:
+    its direct_url.json (naming the host folder) is hidden; the package itself stays."""
+    import json
+
+    from tg_magic.sandbox import runtime
+
+    info = tmp_path / "x-1.0.dist-info"
+    info.mkdir()
+    (info / "direct_url.json").write_text(
+        json.dumps({"url": "file:///home/someone/x-1.0-py3-none-any.whl", "archive_info": {}})
+    )
+    hidden = list(runtime._names_a_host_folder(str(tmp_path)))
+    assert hidden == [("x-1.0.dist-info/direct_url.json", True)]

@@ -108,8 +108,9 @@ def _names_a_host_folder(folder: str) -> Iterator[tuple[str, bool]]:
             if '"file:' not in text:
                 continue
             yield f"{name}/direct_url.json", True
-            with contextlib.suppress(ValueError, AttributeError):
-                if json.loads(text)["dir_info"]["editable"] is True:
+            with contextlib.suppress(ValueError, AttributeError, TypeError):
+                # a wheel or an archive installed from a file has no dir_info
+                if json.loads(text).get("dir_info", {}).get("editable") is True:
                     yield name, False
         elif name == "__pycache__" and entry.is_dir():
             with contextlib.suppress(OSError):
