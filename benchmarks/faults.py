@@ -2,10 +2,13 @@
 
 Through the real anthropic SDK against tests/fake_api.py. Prints the faults injected, the runs
 that finished, the paid replies lost (usable replies the server sent that never reached the
-caller), the dollars spent over a budget beyond one call's worth (must be 0), and the wall time
-of a stalled request against its bound (attempts x request_timeout + the SDK's backoff).
+caller), the dollars spent over a budget beyond one call's worth (must be 0), the wall time
+of a request that always stalls against its bound (attempts x request_timeout + the retry
+delays), and a W8 iteration (8 questions, backward, one step) with one request whose stream
+stalls halfway, against the same iteration without it: the difference is the idle timeout plus
+one retry (the figure was 127 s before replies were streamed: the 120 s request timeout).
 
-    python benchmarks/faults.py [--runs 12] [--timeout 1.0]
+    python benchmarks/faults.py [--runs 12] [--timeout 1.0] [--idle 30] [--latency 0.2]
 """
 
 from __future__ import annotations
@@ -99,6 +102,7 @@ def stalled(fake: FakeMessagesAPI, timeout: float) -> tuple[float, float, int, s
     """A request that never answers: (wall time to the one-line error, bound, attempts, line)."""
     import tg_magic as tg
     from tg_magic.config import settings
+    from tg_magic.engines.base import RETRY_DELAY
 
     fake.reset()
     settings.request_timeout = timeout
@@ -114,14 +118,60 @@ def stalled(fake: FakeMessagesAPI, timeout: float) -> tuple[float, float, int, s
     wall = time.monotonic() - started
     fake.release()
     settings.request_timeout = None
-    backoff = sum(min(0.5 * 2**i, 8.0) for i in range(attempts - 1))  # the SDK's retry delays
+    backoff = sum(RETRY_DELAY * 2**i for i in range(attempts - 1))  # the engine's retry delays
     return wall, attempts * timeout + backoff + 1.0, attempts, line
+
+
+THINGS = ("apple", "plum", "chair", "violin", "car", "oven", "flute", "lamp")
+W8 = [
+    (f"I have {n + 2} {thing}s and a bed. How many objects do I have?", str(n + 3))
+    for n, thing in enumerate(THINGS)
+]
+
+
+def w8_with_a_stall(
+    fake: FakeMessagesAPI, idle: float | None, latency: float
+) -> tuple[float, float]:
+    """Wall seconds of one W8 iteration (forward, backward, one TGD step) without a fault, then
+    with one request whose stream stops halfway (the first one sent), every reply paid anew."""
+    import tg_magic as tg
+    from tests.test_core import batch_loss, make_model
+
+    fake.reset()
+    fake.latency = latency
+    tg.configure(idle_timeout=idle)
+
+    def iteration(stall: bool) -> float:
+        tg.set_cache(None)
+        model = make_model()
+        loss = batch_loss(model, W8)
+        if stall:
+            fake.inject("stall_stream")
+        started = time.monotonic()
+        loss.backward()
+        tg.TGD(model.parameters()).step()
+        wall = time.monotonic() - started
+        assert not stall or fake.wait_held(1, timeout=0), "the stall was not served"
+        return wall
+
+    clean = iteration(False)
+    with_stall = iteration(True)
+    fake.release()
+    tg.configure(idle_timeout=None)
+    return clean, with_stall
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=12)
     parser.add_argument("--timeout", type=float, default=1.0)
+    parser.add_argument(
+        "--idle",
+        type=float,
+        default=None,
+        help="idle timeout in seconds (default: 30, the setting's)",
+    )
+    parser.add_argument("--latency", type=float, default=0.2, help="seconds per model call")
     args = parser.parse_args()
     with FakeMessagesAPI() as fake, tempfile.TemporaryDirectory() as folder:
         os.environ["ANTHROPIC_BASE_URL"] = fake.base_url
@@ -144,6 +194,16 @@ def main() -> None:
             f"{args.timeout:g} s; bound {bound:.2f} s, ratio {wall / bound:.2f})"
         )
         print(f"  {line}")
+        from tg_magic.engines import Engine
+
+        idle = args.idle if args.idle is not None else Engine.default_idle_timeout
+        clean, with_stall = w8_with_a_stall(fake, args.idle, args.latency)
+        extra = with_stall - clean
+        print(f"W8 iteration, {args.latency:g} s a call: {clean:.2f} s wall")
+        print(
+            f"W8 iteration with one stalled stream: {with_stall:.2f} s wall, {extra:.2f} s more; "
+            f"idle timeout {idle:g} s, so {extra - idle:.2f} s beyond it (the retry)"
+        )
 
 
 if __name__ == "__main__":

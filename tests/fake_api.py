@@ -3,11 +3,16 @@
 The fake speaks real HTTP on 127.0.0.1, so the real SDK (its headers, retries, connection pool)
 is exercised end to end. It validates requests as strictly as the real API for the things our
 client must get right (notably: no ``temperature``/``top_p``), can inject rate-limit and overload
-errors and faults (a request held until the test releases it, a 200 with an HTML or broken JSON
-body, an empty content list, usage counts larger than the text suggests), answers
-``/v1/messages/count_tokens``, records every request, measures peak concurrency, and answers from
-user-defined rules or a deterministic default responder good enough to drive a small
-optimization loop.
+errors and faults (a request held until the test releases it, a stream that stops sending
+halfway without closing, a 200 with an HTML or broken JSON body, an empty content list, usage
+counts larger than the text suggests), answers ``/v1/messages/count_tokens``, records every
+request, measures peak concurrency, and answers from user-defined rules or a deterministic
+default responder good enough to drive a small optimization loop.
+
+A request with ``"stream": true`` is answered with the Messages API's server-sent events
+(message_start, content_block_start, ping, content_block_delta text_delta..., content_block_stop,
+message_delta with the output usage, message_stop), the same reply cut into pieces; every rule,
+fault, usage knob, record and the latency apply to it as to a plain request.
 
 Typical use::
 
@@ -34,9 +39,16 @@ from typing import Any, Self
 
 __all__ = ["FAULTS", "FakeMessagesAPI", "Reply", "serve"]
 
-FAULTS = ("stall", "html", "bad_json", "empty")
-"""What `inject` can do to a Messages request: hold it until `release()`, answer 200 with an
-HTML page, with a truncated JSON body, or with a message whose content list is empty."""
+FAULTS = ("stall", "stall_stream", "html", "bad_json", "empty")
+"""What `inject` can do to a Messages request: hold it until `release()` (before any byte of
+the reply); for a streamed request, send the first events (message_start, content_block_start,
+the first text delta) then hold the rest until `release()` without closing (a plain request is
+held whole); answer 200 with an HTML page, with a truncated JSON body (streamed: an event whose
+data is cut off), or with a message whose content list is empty (streamed: no content block)."""
+
+STREAM_STALL_AFTER = 4
+"""Events a `stall_stream` fault sends before it stops sending: message_start,
+content_block_start, a ping and the first text delta."""
 
 Reply = str | Callable[[dict[str, Any], str], str]
 """A rule's answer: fixed text, or ``(body, text) -> str`` computed from the request."""
@@ -150,8 +162,8 @@ def _validate(body: Any) -> None:
         raise _bad("max_tokens: Input should be a valid integer")
     if max_tokens < 1:
         raise _bad("max_tokens: Input should be greater than or equal to 1")
-    if body.get("stream"):
-        raise _bad("streaming not supported by the fake")
+    if "stream" in body and not isinstance(body["stream"], bool):
+        raise _bad("stream: Input should be a valid boolean")
     _validate_messages(body.get("messages"), present="messages" in body)
     if "system" in body:
         _validate_system(body["system"])
@@ -359,6 +371,47 @@ class _Raw:
         self.data = data
 
 
+class _Stream:
+    """A 200 reply sent as server-sent events: `message` cut into the Messages API's events;
+    with `stall_after`, that many events are sent and the rest held until `release()`."""
+
+    def __init__(self, message: dict[str, Any], stall_after: int | None = None) -> None:
+        self.message = message
+        self.stall_after = stall_after
+
+
+def _sse(event: dict[str, Any]) -> bytes:
+    return f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
+
+
+def stream_events(
+    message: dict[str, Any], overrides: dict[str, Any] | None = None, chunk: int = 16
+) -> list[dict[str, Any]]:
+    """The events the Messages API streams for `message`: the input count comes first
+    (message_start, whose output count is 1), the cumulative output count last (message_delta),
+    as the real API sends them. `overrides` (the fake's `usage_fields`) go out as given in both."""
+    overrides = overrides or {}
+    usage = message["usage"]
+    start = {**message, "content": [], "stop_reason": None, "stop_sequence": None}
+    start["usage"] = {**usage, "output_tokens": 1, **overrides}
+    events: list[dict[str, Any]] = [{"type": "message_start", "message": start}]
+    for index, block in enumerate(message["content"]):
+        empty = {"type": "text", "text": ""}
+        events.append({"type": "content_block_start", "index": index, "content_block": empty})
+        if index == 0:
+            events.append({"type": "ping"})
+        text = block.get("text", "")
+        for at in range(0, len(text), max(1, chunk)):
+            delta = {"type": "text_delta", "text": text[at : at + chunk]}
+            events.append({"type": "content_block_delta", "index": index, "delta": delta})
+        events.append({"type": "content_block_stop", "index": index})
+    stop = {"stop_reason": message["stop_reason"], "stop_sequence": message["stop_sequence"]}
+    delta_usage = {"output_tokens": usage["output_tokens"], **overrides}
+    events.append({"type": "message_delta", "delta": stop, "usage": delta_usage})
+    events.append({"type": "message_stop"})
+    return events
+
+
 # --------------------------------------------------------------------------------------------
 # HTTP plumbing
 # --------------------------------------------------------------------------------------------
@@ -438,6 +491,23 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
         self.wfile.flush()
 
+    def send_events(self, events: Iterator[bytes], headers: dict[str, str]) -> None:
+        """A 200 of server-sent events, each written (and flushed) as one HTTP chunk as soon as
+        `events` yields it; the stream stays open while `events` blocks."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Transfer-Encoding", "chunked")
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.flush()
+        for data in events:
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            self.wfile.flush()
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
 
 class FakeMessagesAPI:
     """An in-process HTTP server that imitates ``POST /v1/messages``.
@@ -450,6 +520,10 @@ class FakeMessagesAPI:
         self.port = port  # the bound port once started
         self._requested_port = port
         self.latency = latency
+        # Streamed replies: characters per text delta, and seconds between events (a stream
+        # that is slow but alive).
+        self.stream_chunk = 16
+        self.event_delay = 0.0
         self._lock = threading.Lock()
         self._records: list[dict[str, Any]] = []
         self._rules: list[tuple[str | re.Pattern[str], Reply]] = []
@@ -584,6 +658,8 @@ class FakeMessagesAPI:
             self._max_concurrency = self._in_flight
             self._connections = len(self._open)
         self.latency = 0.0
+        self.stream_chunk = 16
+        self.event_delay = 0.0
 
     # ---- records -----------------------------------------------------------------------------
 
@@ -661,7 +737,10 @@ class FakeMessagesAPI:
             except _APIError as err:
                 self._respond(handler, body, err, headers)
             else:
-                self._respond(handler, body, payload, headers)
+                if isinstance(payload, _Stream):
+                    self._respond_stream(handler, body, payload, headers)
+                else:
+                    self._respond(handler, body, payload, headers)
         finally:
             with self._lock:
                 self._in_flight -= 1
@@ -673,7 +752,7 @@ class FakeMessagesAPI:
         headers: dict[str, str],
         body: Any,
         parse_error: bool,
-    ) -> dict[str, Any] | _Raw:
+    ) -> dict[str, Any] | _Raw | _Stream:
         route = path.split("?", 1)[0].rstrip("/")
         counting = route == "/v1/messages/count_tokens" and self.count_tokens_enabled
         if route != "/v1/messages" and not counting:
@@ -695,10 +774,12 @@ class FakeMessagesAPI:
             fault = self._faults.popleft() if self._faults else None
             failure = None if fault else (self._failures.popleft() if self._failures else None)
             self.faults_injected += (fault or failure) is not None
-        if fault == "stall":
+        streamed = isinstance(body, dict) and body.get("stream") is True
+        if fault == "stall" or (fault == "stall_stream" and not streamed):
             self._hold()
-        elif fault is not None:
-            return self._malformed(fault, body)
+        elif fault is not None and fault != "stall_stream":
+            reply = self._malformed(fault, body, streamed)
+            return _Stream(reply) if streamed and isinstance(reply, dict) else reply
         if failure is not None:
             status, message = failure
             raise _APIError(
@@ -709,6 +790,9 @@ class FakeMessagesAPI:
         if parse_error:
             raise _bad("There was an error parsing the body of your request as JSON")
         _validate(body)
+        if streamed:
+            stall_after = STREAM_STALL_AFTER if fault == "stall_stream" else None
+            return _Stream(self._reply(body), stall_after)
         return self._reply(body)
 
     def _scaled(self, tokens: int) -> int:
@@ -723,10 +807,15 @@ class FakeMessagesAPI:
         while not event.wait(0.1) and not self._stopping.is_set():
             pass
 
-    def _malformed(self, fault: str, body: Any) -> _Raw | dict[str, Any]:
+    def _malformed(self, fault: str, body: Any, streamed: bool = False) -> _Raw | dict[str, Any]:
         if fault == "html":
             page = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
             return _Raw("text/html", page)
+        if fault == "bad_json" and streamed:
+            cut = (
+                b'event: message_start\ndata: {"type": "message_start", "message": {"id": "msg_\n\n'
+            )
+            return _Raw("text/event-stream", cut)
         if fault == "bad_json":
             return _Raw("application/json", b'{"id": "msg_fake", "type": "message", "cont')
         reply = self._reply(body)
@@ -809,6 +898,33 @@ class FakeMessagesAPI:
             handler.send_json(status, payload, extra, result if isinstance(result, _Raw) else None)
         except OSError:
             handler.close_connection = True  # client went away (e.g. it timed out)
+
+    def _respond_stream(
+        self, handler: _Handler, body: Any, stream: _Stream, headers: dict[str, str]
+    ) -> None:
+        """Send a reply as events; a `stall_stream` fault stops sending halfway, holding the
+        connection open, until `release()` (or `stop()`)."""
+        request_id = f"req_fake{uuid.uuid4().hex[:20]}"
+        with self._lock:
+            overrides = dict(self.usage_fields)
+            self._records.append(
+                {"body": body, "headers": headers, "status": 200, "path": handler.path}
+            )
+            self._recorded.notify_all()
+        events = stream_events(stream.message, overrides, self.stream_chunk)
+
+        def chunks() -> Iterator[bytes]:
+            for sent, event in enumerate(events):
+                if sent == stream.stall_after:
+                    self._hold()
+                if sent and self.event_delay > 0 and self._stopping.wait(self.event_delay):
+                    return  # stopping: end the stream where it is
+                yield _sse(event)
+
+        try:
+            handler.send_events(chunks(), {"request-id": request_id})
+        except OSError:
+            handler.close_connection = True  # the client went away (e.g. its idle timeout)
 
 
 @contextmanager

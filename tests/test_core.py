@@ -94,7 +94,8 @@ def test_requests_have_the_shape_the_api_requires(fake_api: FakeMessagesAPI) -> 
     for record in fake_api.requests:
         body, headers = record["body"], record["headers"]
         assert record["status"] == 200
-        assert set(body) <= {"model", "max_tokens", "messages", "system"}
+        assert set(body) <= {"model", "max_tokens", "messages", "system", "stream"}
+        assert body["stream"] is True  # streamed: a stall ends after the idle timeout
         assert body["model"] == "claude-haiku-5-5"
         assert body["messages"][0]["role"] == "user" and len(body["messages"]) == 1
         # The SDK 2.x sends the key as a bearer token (older versions used x-api-key).

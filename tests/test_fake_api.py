@@ -102,7 +102,7 @@ def test_temperature_is_rejected(fake: FakeMessagesAPI) -> None:
         ([{"role": "user", "content": "x"}], {"system": 3}, "system"),
         ([{"role": "user", "content": "x"}], {"max_tokens": 0}, "max_tokens"),
         ([{"role": "user", "content": "x"}], {"max_tokens": "ten"}, "max_tokens"),
-        ([{"role": "user", "content": "x"}], {"stream": True}, "streaming not supported"),
+        ([{"role": "user", "content": "x"}], {"stream": "yes"}, "stream: Input should be"),
     ],
 )
 def test_invalid_requests_get_400(
@@ -305,3 +305,124 @@ def test_count_tokens_matches_the_reported_usage_and_faults_are_served(
     fake.count_tokens_enabled = False
     with pytest.raises(anthropic.NotFoundError):
         cl.messages.count_tokens(model=MODEL, messages=[{"role": "user", "content": "hi"}])
+
+
+# --------------------------------------------------------------------------------------------
+# Streaming: the same replies as server-sent events, as the SDK reads them
+# --------------------------------------------------------------------------------------------
+
+
+def streamed(cl: anthropic.Anthropic, text: str, **kw: Any) -> Any:
+    """The SDK's own accumulation of a streamed reply (messages.stream)."""
+    with cl.messages.stream(
+        model=MODEL,
+        max_tokens=kw.pop("max_tokens", 256),
+        messages=[{"role": "user", "content": text}],
+        **kw,
+    ) as stream:
+        return stream.get_final_message()
+
+
+def test_a_streamed_reply_is_the_plain_reply_in_events(fake: FakeMessagesAPI) -> None:
+    cl = client(fake)
+    fake.usage_scale = 3.0
+    question = "I have two apples, a plum and three chairs. How many objects do I have?"
+    plain = ask(cl, question, system="Be brief.")
+    whole = streamed(cl, question, system="Be brief.")
+    assert whole.content[0].text == plain.content[0].text == "Answer: 6"
+    assert whole.stop_reason == plain.stop_reason == "end_turn"
+    assert whole.usage.input_tokens == plain.usage.input_tokens
+    assert whole.usage.output_tokens == plain.usage.output_tokens
+    events = [
+        e.type
+        for e in cl.messages.create(
+            model=MODEL,
+            max_tokens=64,
+            stream=True,
+            messages=[{"role": "user", "content": "x" * 40}],
+        )
+    ]
+    assert events[:2] == ["message_start", "content_block_start"]
+    assert events[-3:] == ["content_block_stop", "message_delta", "message_stop"]
+    assert events.count("content_block_delta") > 1  # the text comes in pieces
+    assert [r["body"].get("stream") for r in fake.requests] == [None, True, True]
+    assert fake.calls == 3
+
+
+def test_rules_truncation_and_stop_sequences_apply_to_streams(fake: FakeMessagesAPI) -> None:
+    cl = client(fake)
+    fake.add_rule("long", "x" * 100)
+    msg = streamed(cl, "long please", max_tokens=5)
+    assert msg.content[0].text == "x" * 20 and msg.stop_reason == "max_tokens"
+    fake.add_rule("stop", "alpha END beta")
+    msg = streamed(cl, "stop please", stop_sequences=["END"])
+    assert msg.content[0].text == "alpha " and msg.stop_sequence == "END"
+
+
+def test_a_stream_that_stalls_sends_its_first_events_then_holds_the_rest(
+    fake: FakeMessagesAPI,
+) -> None:
+    fake.inject("stall_stream")
+    fake.add_rule("slowly", "one two three four five six seven eight nine ten")
+    stream = client(fake).messages.create(
+        model=MODEL, max_tokens=64, stream=True, messages=[{"role": "user", "content": "slowly"}]
+    )
+    seen = [next(stream).type, next(stream).type, next(stream).type]  # the ping is skipped
+    assert seen == ["message_start", "content_block_start", "content_block_delta"]
+    assert fake.wait_held(1)  # and nothing more comes, the connection still open
+    assert fake.in_flight == 1
+    fake.release()
+    rest = [e.type for e in stream]
+    assert rest[-1] == "message_stop"
+    assert fake.faults_injected == 1 and fake.calls == 1
+
+
+def test_a_held_stream_times_out_at_the_clients_read_timeout(fake: FakeMessagesAPI) -> None:
+    fake.inject("stall_stream")
+    cl = anthropic.Anthropic(api_key=KEY, base_url=fake.base_url, max_retries=0, timeout=0.3)
+    stream = cl.messages.create(
+        model=MODEL, max_tokens=64, stream=True, messages=[{"role": "user", "content": "hi"}]
+    )
+    with pytest.raises(anthropic.APITimeoutError):
+        for _ in stream:
+            pass
+    fake.release()
+
+
+@pytest.mark.parametrize(
+    ("fault", "outcome"),
+    [
+        ("html", "no events"),
+        ("bad_json", "JSONDecodeError"),
+        ("empty", "message_start message_delta message_stop"),
+        ("stall", "message_stop"),
+    ],
+)
+def test_faults_are_served_to_streams(fake: FakeMessagesAPI, fault: str, outcome: str) -> None:
+    fake.inject(fault)
+    if fault == "stall":
+        threading.Thread(target=lambda: fake.wait_held(1) and fake.release()).start()
+    stream = client(fake).messages.create(
+        model=MODEL, max_tokens=64, stream=True, messages=[{"role": "user", "content": "hi"}]
+    )
+    try:
+        said = " ".join(e.type for e in stream) or "no events"
+    except ValueError as exc:
+        said = type(exc).__name__
+    assert outcome in said
+    assert fake.faults_injected == 1
+
+
+def test_usage_fields_latency_and_slow_events_apply_to_streams(fake: FakeMessagesAPI) -> None:
+    cl = client(fake)
+    fake.usage_fields = {"output_tokens": -5}
+    assert streamed(cl, "hi").usage.output_tokens == -5  # sent as given, at the end
+    fake.usage_fields = {}
+    fake.latency = 0.05
+    fake.event_delay = 0.01
+    fake.stream_chunk = 2
+    assert streamed(cl, "I have a cat and a dog. How many objects do I have?").content[0].text
+    counted = cl.messages.count_tokens(model=MODEL, messages=[{"role": "user", "content": "hi"}])
+    assert counted.input_tokens == streamed(cl, "hi").usage.input_tokens
+    fake.reset()
+    assert (fake.latency, fake.event_delay, fake.stream_chunk) == (0.0, 0.0, 16)

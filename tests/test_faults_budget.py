@@ -121,7 +121,7 @@ def test_prompt_tokens_are_counted_by_the_api_before_sending(fake_api: FakeMessa
 
 @pytest.mark.parametrize(
     "usage",
-    [{"input_tokens": float("nan")}, {"output_tokens": -(10**9)}, {"input_tokens": "12"}],
+    [{"input_tokens": float("nan")}, {"output_tokens": -(10**9)}, {"input_tokens": "twelve"}],
     ids=["nan", "negative", "string"],
 )
 def test_a_usage_that_is_not_a_count_fails_in_one_line_and_leaves_the_budget_whole(

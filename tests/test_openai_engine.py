@@ -29,6 +29,9 @@ class _Chat(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["content-length"])))
         _Chat.received.append({"path": self.path, "body": body})
+        if body.get("stream"):
+            self.send_stream(body)
+            return
         reply = {
             "id": "chatcmpl-1",
             "object": "chat.completion",
@@ -49,6 +52,35 @@ class _Chat(BaseHTTPRequestHandler):
         self.send_header("content-length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+    def chunks(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        """The chat.completion.chunk objects of a streamed reply: the text a few characters at
+        a time, the finish reason, then (when asked with stream_options) the usage."""
+        text = type(self).answer(body)
+        base = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 0}
+        base["model"] = body["model"]
+
+        def choice(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+            return {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+        out = [choice({"role": "assistant", "content": ""})]
+        out += [choice({"content": text[i : i + 8]}) for i in range(0, len(text), 8)]
+        out.append(choice({}, "stop"))
+        if (body.get("stream_options") or {}).get("include_usage"):
+            usage = {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14}
+            out.append({**base, "choices": [], "usage": usage})
+        return out
+
+    def send_stream(self, body: dict[str, Any]) -> None:
+        """Server-sent events, as OpenAI and Ollama send them; the connection ends the body."""
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.end_headers()
+        for chunk in self.chunks(body):
+            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            self.wfile.flush()
+        self.wfile.write(b"data: [DONE]\n\n")
+        self.wfile.flush()
 
 
 def serve_chat(handler: type[_Chat] = _Chat) -> ThreadingHTTPServer:

@@ -1,7 +1,8 @@
 """Engines: `get_engine(spec)` turns a spec string into a shared engine instance.
 
 Specs: `anthropic:MODEL`, `openai:MODEL@BASE_URL`, `local`, `local:PATH.gguf`. Provider SDKs are
-imported at the first call, never at `import tg_magic`.
+imported at the first call, never at `import tg_magic`. Where a spec goes, an engine object goes
+too, and so does any callable `f(prompt, system_prompt=None) -> str` (engines/custom.py).
 """
 
 from __future__ import annotations
@@ -43,10 +44,11 @@ SPEC_HELP = (
 
 
 def get_engine(
-    spec: str | Engine | None = None, *, engine_name: str | None = None, **options: Any
+    spec: str | Engine | Any | None = None, *, engine_name: str | None = None, **options: Any
 ) -> Engine:
     """The engine for a spec (one shared instance per spec); None gives the `engine` setting,
-    else the default engine.
+    else the default engine. A callable `f(prompt, system_prompt=None)` (def or async def, or
+    an object with such a `__call__`, as TextGrad programs pass) becomes an engine of its own.
 
     TextGrad's names and keywords work too (`get_engine(engine_name="gpt-4o", cache=False)`,
     see engines/names.py); an engine made with options is not shared."""
@@ -54,6 +56,12 @@ def get_engine(
         spec = engine_name
     if isinstance(spec, Engine):
         return spec
+    if spec is not None and not isinstance(spec, str):
+        from .custom import adopt_callable
+
+        if options:
+            raise InputError(f"engine options need an engine name: {SPEC_HELP}")
+        return adopt_callable(spec)  # a callable, or one line saying what an engine is
     if options:
         from .names import make
 

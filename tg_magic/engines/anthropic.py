@@ -1,4 +1,8 @@
-"""Claude through the official `anthropic` SDK (2.x), imported on first use."""
+"""Claude through the official `anthropic` SDK (2.x), imported on first use.
+
+Replies are streamed (`stream=True`): the text and the token counts come from the events
+(message_start: input; message_delta: output), and a stream that stalls is abandoned after the
+idle timeout and asked again (engines/streaming.py)."""
 
 from __future__ import annotations
 
@@ -9,12 +13,14 @@ from typing import Any
 
 from ..errors import MissingAPIKey, UnusableReply
 from .base import Engine, Reply, Request, counted
+from .streaming import Progress, streamed
 
 
 class AnthropicEngine(Engine):
     """`anthropic:MODEL`; key from ANTHROPIC_API_KEY, server from ANTHROPIC_BASE_URL."""
 
-    # A 4,096-token reply takes about a minute; twice that means the request is stuck.
+    # A 4,096-token reply takes about a minute; twice that means the request is stuck. A stream
+    # that sends nothing for the idle timeout (30 s) is retried well before that.
     default_timeout = 120.0
     # Counting takes well under a second; past this the estimate is used instead (no retry).
     count_timeout = 5.0
@@ -65,22 +71,60 @@ class AnthropicEngine(Engine):
             return None
 
     async def _complete(self, request: Request) -> Reply:
+        client = self._sdk_client()
+        args = {**self._args(request), "max_tokens": request.max_tokens}
+
+        async def open_stream(idle: float) -> Any:
+            return await client.messages.create(**args, stream=True, timeout=idle)
+
+        return await streamed(self, open_stream, _take, self._whole)
+
+    async def _whole(self, response: Any) -> Reply:
+        """A reply that was not streamed (a proxy that ignores `stream`, an error page)."""
+        data = await response.aread()
         try:
-            message = await self._sdk_client().messages.create(
-                **self._args(request),
-                max_tokens=request.max_tokens,
-                timeout=self.request_timeout(),
-            )
-        except json.JSONDecodeError as exc:
-            raise UnusableReply(f"a body that is not valid JSON ({exc})") from None
-        if not hasattr(message, "content"):
-            raise UnusableReply(f"a body that is not a message: {str(message)[:80]!r}")
-        text = "".join(b.text for b in message.content if getattr(b, "type", "") == "text")
-        u = message.usage
-        return Reply(
-            text,
-            counted(self.model, u.input_tokens, u.output_tokens, u.cache_read_input_tokens or 0),
+            message = json.loads(data)
+        except ValueError as exc:
+            if "json" in str(response.headers.get("content-type", "")):
+                raise UnusableReply(f"a body that is not valid JSON ({exc})") from None
+            message = None
+        if not isinstance(message, dict) or not isinstance(message.get("content"), list):
+            text = data.decode("utf-8", "replace")
+            raise UnusableReply(f"a body that is not a message: {text[:80]!r}")
+        text = "".join(
+            str(b.get("text", "")) for b in message["content"] if b.get("type") == "text"
         )
+        u = message.get("usage") or {}
+        usage = counted(
+            self.model,
+            u.get("input_tokens", 0),
+            u.get("output_tokens", 0),
+            u.get("cache_read_input_tokens") or 0,
+        )
+        return Reply(text, usage)
+
+
+def _take(event: Any, progress: Progress) -> None:
+    """One event of a Messages stream into the reply so far. Counts are cumulative: the last
+    one sent is the reply's (message_delta overwrites message_start's)."""
+    kind = getattr(event, "type", "")
+    if kind == "message_start":
+        u = event.message.usage
+        progress.input_tokens = u.input_tokens
+        progress.output_tokens = u.output_tokens
+        progress.cache_read_tokens = u.cache_read_input_tokens or 0
+    elif kind == "content_block_delta":
+        if getattr(event.delta, "type", "") == "text_delta":
+            progress.parts.append(event.delta.text)
+    elif kind == "message_delta":
+        u = event.usage
+        progress.output_tokens = u.output_tokens
+        if getattr(u, "input_tokens", None) is not None:
+            progress.input_tokens = u.input_tokens
+        if getattr(u, "cache_read_input_tokens", None) is not None:
+            progress.cache_read_tokens = u.cache_read_input_tokens
+    elif kind == "message_stop":
+        progress.done = True
 
 
 def _content(request: Request) -> Any:

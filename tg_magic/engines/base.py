@@ -1,5 +1,6 @@
 """The engine contract: one async completion method per provider; caching, budget, usage,
-retries of unusable replies and concurrency are done once, here, for all of them."""
+retries of unusable replies and concurrency are done once, here, for all of them. Providers
+reached over HTTP stream their replies (engines/streaming.py)."""
 
 from __future__ import annotations
 
@@ -53,6 +54,17 @@ class Request:
 class Reply:
     text: str
     usage: Usage
+
+
+class Interrupted(UnusableReply):
+    """An attempt cut short (a stream that stalled, broke off or ran past the request timeout):
+    retried like an unusable reply. `usage` is what the provider reported before the cut (it
+    bills that much); `fix` is the advice of the one-line error when every attempt ends so."""
+
+    def __init__(self, what: str, usage: Usage | None = None, fix: str | None = None) -> None:
+        super().__init__(what)
+        self.usage = usage or Usage()
+        self.fix = fix
 
 
 _semaphores: dict[tuple[int, int], asyncio.Semaphore] = {}
@@ -110,6 +122,8 @@ class Engine:
     max_retries: int = 2
     # Seconds per request when `tg.configure(request_timeout=...)` is not set.
     default_timeout: float = 120.0
+    # Seconds a streamed reply may send nothing when `tg.configure(idle_timeout=...)` is not set.
+    default_idle_timeout: float = 30.0
     # Learned from the provider's counts: actual input tokens per estimated one, output tokens.
     _input_ratio: float = 1.0
     _outputs: tuple[int, int] = (0, 0)  # (sum, calls)
@@ -127,6 +141,11 @@ class Engine:
         from ..config import settings
 
         return settings.request_timeout or self.default_timeout
+
+    def idle_timeout(self) -> float:
+        from ..config import settings
+
+        return settings.idle_timeout or self.default_idle_timeout
 
     async def agenerate(
         self,
@@ -159,11 +178,13 @@ class Engine:
     async def _call(self, request: Request) -> Reply:
         """One reply with text, retrying unusable ones; errors become one line."""
         delay = RETRY_DELAY
+        fix: str | None = None
         for attempt in range(self.max_retries + 1):
             try:
                 reply = await self._attempt(request)
             except UnusableReply as exc:
                 what = str(exc)
+                fix = exc.fix if isinstance(exc, Interrupted) else None
             except TgMagicError:
                 raise
             except Exception as exc:
@@ -175,6 +196,8 @@ class Engine:
             if attempt < self.max_retries:
                 await asyncio.sleep(delay)
                 delay *= 2
+        if fix is not None:
+            raise EngineError(f"{self.spec}: {what}, in {self.max_retries + 1} attempts; {fix}")
         raise EngineError(
             f"{self.spec}: no usable reply in {self.max_retries + 1} attempts; the last was "
             f"{what}. Check the provider's status page (and ANTHROPIC_BASE_URL or the server "
@@ -190,6 +213,9 @@ class Engine:
         try:
             reply = await self._complete(request)
             usage = reply.usage
+        except Interrupted as exc:
+            usage = exc.usage  # a reply cut off is billed for what it had sent
+            raise
         finally:
             METER.settle(usage, claim)
         if counted is None and usage.input_tokens > estimate:
@@ -228,9 +254,10 @@ class Engine:
         """A failed call as one line: a timeout names the setting that changes it."""
         if type(exc).__name__ == "APITimeoutError":
             return EngineError(
-                f"{self.spec}: no reply within the request timeout of {self.request_timeout():g} "
-                f"s, in {self.max_retries + 1} attempts; raise it with "
-                "tg.configure(request_timeout=SECONDS) (or %tgconfig), or check the network"
+                f"{self.spec}: nothing received within the idle timeout of "
+                f"{self.idle_timeout():g} s, in {self.max_retries + 1} attempts; raise it with "
+                "tg.configure(idle_timeout=SECONDS) (or TG_MAGIC_IDLE_TIMEOUT) if the server "
+                "is slow to start, or check the network"
             )
         return EngineError(
             f"{self.spec}: the model call failed: {redact(f'{type(exc).__name__}: {exc}')}"
@@ -254,6 +281,22 @@ def _usage_dict(usage: Usage) -> dict[str, int]:
         "output_tokens": usage.output_tokens,
         "cache_read_tokens": usage.cache_read_tokens,
     }
+
+
+def estimated_usage(model: str, request: Request, text: str) -> Usage:
+    """The Usage of a call whose engine reports no token counts (a custom engine, a callable):
+    estimated from the sizes of the request and the reply, about 3 bytes a token, as a claim's
+    expected input is; so a token budget counts these calls too."""
+    size = len((request.system or "").encode("utf-8", "surrogatepass"))
+    size += len(request.prompt.encode("utf-8", "surrogatepass")) + 16
+    input_tokens = size // 3 + 1
+    output_tokens = len(text.encode("utf-8", "surrogatepass")) // 3 + 1
+    return Usage(
+        calls=1,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cost=price(model, input_tokens, output_tokens),
+    )
 
 
 def counted(model: str, input_tokens: int, output_tokens: int, cache_read_tokens: int = 0) -> Usage:
