@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 import pytest
 
 import tg_magic as tg
+from tests.cells import Cells
 from tests.fake_api import FakeMessagesAPI
 from tests.test_core import batch_loss, make_model
 from tests.test_openai_engine import _Chat, serve_chat
@@ -235,3 +236,12 @@ def test_a_server_that_ignores_stream_is_read_whole(monkeypatch: pytest.MonkeyPa
         assert used.usage.input_tokens == 7 and used.usage.output_tokens == 1
     finally:
         httpd.shutdown()
+
+
+def test_tgconfig_sets_and_shows_the_idle_timeout(cells: Cells) -> None:
+    from tg_magic import config as tg_config
+
+    assert "idle timeout:     30 s (the default)" in cells.run("%tgconfig")
+    shown = cells.run("%tgconfig --idle-timeout 5")
+    assert "idle timeout:     5 s" in shown
+    assert tg_config.settings.idle_timeout == 5

@@ -565,12 +565,12 @@ def test_progress_final_state_shows_the_score_and_no_stop(
 
 
 def test_tables_are_left_aligned(cells: Cells, fake_api: FakeMessagesAPI) -> None:
-    from tg_magic.notebook import render
+    from tg_magic.notebook import graph_view, render
 
     define(cells)
     session = magics_of(cells).session
     history = render.history_html("add", render.history_rows(session, "add"))
-    graph = render.graph_html(session)
+    graph = graph_view.graph_html(session)
     for table in (history, graph):
         cells_html = re.findall(r"<t[dh][^>]*>", table)
         assert cells_html and all("text-align: left" in c for c in cells_html)

@@ -16,7 +16,7 @@ from ..engines import METER, get_engine
 from ..errors import TgMagicError
 from ..hints import hint_markdown
 from ..nbfile import cell_source
-from . import frontend, parsers, render, where
+from . import frontend, graph_view, parsers, render, where
 from .display import Display, show, show_markdown
 from .live import LIVE_PAUSE, OptimizeRun, ctrl_c_raises, install_live
 from .parsers import HelpAnswered, parse
@@ -373,15 +373,15 @@ class TgMagics(Magics):
         parse(parsers.no_arguments("%tggraph", "Draw the graph of variables and losses."), line)
         if not self.session.variables:
             raise UsageError("the graph is empty: run a %%tgvariable cell first")
-        markdown = render.graph_markdown(self.session)
-        show(markdown, markdown=markdown, html=render.graph_html(self.session))
+        markdown = graph_view.graph_markdown(self.session)
+        show(markdown, markdown=markdown, html=graph_view.graph_html(self.session))
 
     @line_magic
     @_guarded
     def tgconfig(self, line: str) -> None:
         """%tgconfig [--engine E] [--backward-engine E] [--concurrency N] [--request-timeout S]
-        [--run-deadline S] [--budget-dollars X] [--budget-tokens N] [--cache PATH|off]
-        [--notebook PATH] [--feedback-only on|off] [--allow-unsandboxed on|off]"""
+        [--idle-timeout S] [--run-deadline S] [--budget-dollars X] [--budget-tokens N] [--cache
+        PATH|off] [--notebook PATH] [--feedback-only on|off] [--allow-unsandboxed on|off]"""
         args = parse(parsers.config(), line)
         for name, value in vars(args).items():
             if value is None:

@@ -143,6 +143,7 @@ def config() -> MagicArgumentParser:
     p.add_argument("--backward-engine")
     p.add_argument("--concurrency", type=int)
     p.add_argument("--request-timeout", type=float, help="seconds per model request")
+    p.add_argument("--idle-timeout", type=float, help="seconds a streamed reply may send nothing")
     p.add_argument("--run-deadline", type=float, help="seconds one forward/backward/step may take")
     p.add_argument("--budget-dollars", type=float)
     p.add_argument("--budget-tokens", type=int)
