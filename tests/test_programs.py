@@ -306,3 +306,23 @@ def test_the_final_line_scores_what_the_run_kept(
     assert shown.count("validation 0.400 → 0.000, not kept") == 2, shown
     # The run keeps the prompts it started with: their score is the run's last word.
     assert "done: 2 step(s); score 0.400 → 0.400" in shown, shown
+
+
+def test_a_loop_and_a_branch_around_calls_keep_the_chain(
+    pipeline_cells: Cells, fake_api: FakeMessagesAPI
+) -> None:
+    cells = pipeline_cells
+    cells.run(
+        "def looped(q):\n"
+        "    text = q\n"
+        "    for prompt in (extract, answer):  # the chain, built in a loop\n"
+        "        text = tg.llm(prompt, text)\n"
+        "    if 'apples' in q:  # a branch: both ways return a model's answer\n"
+        "        return text\n"
+        "    return tg.Variable(text.value.strip(), predecessors=[text], role_description='a')\n"
+    )
+    shown = cells.run("%tgloss acc --data counting.jsonl --metric number --program looped")
+    assert "trains: extract, answer" in shown, shown
+    cells.run("%tgoptimize acc --steps 1 --batch 6")
+    assert cells.error is None, cells.error
+    assert pf.COUNTS in cells.ns["extract"].value and pf.ADD in cells.ns["answer"].value
