@@ -211,7 +211,7 @@ def test_a_program_failing_on_some_examples_goes_on_and_on_all_stops(
     assert "example 2: picky raised ValueError: dogs are not counted" in shown
     assert pf.COUNTS in cells.ns["extract"].value  # the step went on without that example
     cells.run("def picky(q):\n    raise ValueError('nothing today')\n")
-    cells.fails("%tgoptimize acc --steps 1", "picky failed on every example")
+    cells.fails("%tgoptimize acc --steps 1", "picky raised ValueError: nothing today")
 
 
 def test_a_cycle_in_a_program_is_one_line(pipeline_cells: Cells) -> None:
@@ -326,3 +326,29 @@ def test_a_loop_and_a_branch_around_calls_keep_the_chain(
     cells.run("%tgoptimize acc --steps 1 --batch 6")
     assert cells.error is None, cells.error
     assert pf.COUNTS in cells.ns["extract"].value and pf.ADD in cells.ns["answer"].value
+
+
+def test_a_redefined_program_trains_what_it_reaches_now(
+    pipeline_cells: Cells, fake_api: FakeMessagesAPI
+) -> None:
+    cells = pipeline_cells
+    cells.run("def prog(q):\n    return tg.llm(answer, q)\n")
+    assert "trains: answer" in cells.run(
+        "%tgloss acc --data counting.jsonl --metric number --program prog"
+    )
+    cells.run("def prog(q):\n    return tg.llm(answer, tg.llm(extract, q))\n")  # both now
+    cells.run("%tgoptimize acc --steps 1 --batch 6")
+    assert cells.error is None, cells.error
+    assert pf.COUNTS in cells.ns["extract"].value and pf.ADD in cells.ns["answer"].value
+
+
+def test_a_batch_on_which_the_program_always_fails_stops_in_one_line() -> None:
+    from tg_magic.data import Example
+    from tg_magic.loss import ProgramLoss
+
+    def shy(question: str) -> tg.Variable:
+        raise LookupError("not this one")
+
+    batch = [Example("I have a pear. How many fruits do I have?", "1", row=3)]
+    with pytest.raises(tg.InputError, match=r"shy failed on every example \(example 3: shy"):
+        ProgramLoss(shy, "number")(batch)

@@ -192,7 +192,7 @@ def program_objective(
     if val_frac and not held_out:
         examples, held_out = split(examples, val_frac)
     if parameters is None:
-        parameters = reach(program, examples[0].input).trains
+        parameters = reach(program, [e.input for e in examples]).trains
     if not parameters:
         raise InputError(
             "the program trains no variable: call a model on a tg.Variable created with "

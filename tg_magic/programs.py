@@ -102,14 +102,25 @@ class Reach:
     cut: list[Variable] = field(default_factory=list)  # read as text, then not reached
 
 
-def reach(program: Program, given: Any, known: Iterable[Variable] | None = None) -> Reach:
-    """Run the program on one input and see which variables its output's graph reaches, and
-    which of `known` (None: any trainable leaf) it read as plain text without keeping the chain.
-    A failing run is one line that names the exception."""
-    with reading() as seen:
-        [one] = run(program, [given])
-    if one.output is None:
-        raise InputError(f"on the first example, {one.error}")
+REACH_TRIES = 5  # examples tried, one after another, to find one the program runs on
+
+
+def reach(
+    program: Program, inputs: Sequence[Any], known: Iterable[Variable] | None = None
+) -> Reach:
+    """Run the program on one input (the first it runs on, of the first few) and see which
+    variables its output's graph reaches, and which of `known` (None: any trainable leaf) it
+    read as plain text without keeping the chain. No run is one line naming the exception."""
+    first = ""
+    for given in inputs[:REACH_TRIES]:
+        with reading() as seen:
+            [one] = run(program, [given])
+        if one.output is not None:
+            break
+        first = first or one.error
+    else:
+        tried = min(len(inputs), REACH_TRIES)
+        raise InputError(f"on the first {tried} example(s), {first}")
     reached = graph([one.output])
     leaves = [v for v in reached if v.grad_fn is None]
     candidates = list(known) if known is not None else None

@@ -69,7 +69,7 @@ def define(
             )
         loss = LossCell(name, [], cell_id, spec, program=program)
         objectives.check(spec, name=name, targets={})
-        loss.targets, loss.note = _reach(session, loss)
+        loss.targets, loss.note = reached(session, loss)
     else:
         targets = [t.strip() for t in (target or "").split(",") if t.strip()]
         if not targets:
@@ -91,13 +91,13 @@ def define(
     return loss
 
 
-def _reach(session: Session, loss: LossCell) -> tuple[list[str], str]:
+def reached(session: Session, loss: LossCell) -> tuple[list[str], str]:
     """Run the program on the first example: the variables it trains, and a note on those
     it only uses (--no-grad) or reads as plain text, which cuts the chain."""
     func = program_of(session, loss)
     by_id = {id(c.variable): c.name for c in session.variables.values()}
     known = [c.variable for c in session.variables.values()]
-    reach = programs.reach(func, loss.examples[0].input, known)
+    reach = programs.reach(func, [e.input for e in loss.examples], known)
     trains = [by_id[id(v)] for v in reach.trains]
     uses = [by_id[id(v)] for v in reach.uses]
     cut = [by_id[id(v)] for v in reach.cut]

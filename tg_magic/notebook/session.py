@@ -197,6 +197,8 @@ class Session:
     def build_one(
         self, cell: LossCell, val: str | None, val_frac: float | None, optimizing: bool = True
     ) -> Built:
+        if cell.program:  # the program as defined now: what it reaches now is what it trains
+            cell.targets, cell.note = loss_cells.reached(self, cell)
         targets = [self.variable(t) for t in cell.targets]
         for target in targets:
             if optimizing and not target.variable.requires_grad:
@@ -204,8 +206,6 @@ class Session:
                     f"{target.name} was declared with --no-grad: nothing to optimize for "
                     f"{cell.name}"
                 )
-        if cell.program:
-            loss_cells.program_of(self, cell)
         variables = [t.variable for t in targets]
         objective = objectives.build(cell.spec, variables, val=val, val_frac=val_frac)
         if cell.mode == "tests":
