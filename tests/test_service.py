@@ -117,7 +117,16 @@ def make_class(
         command("tokens", "--class", folder, "--students", roster, "--teacher"),
         capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
+    make_private(folder)
     return folder, {row["login"]: row["token"] for row in csv.DictReader(made.stdout.splitlines())}
+
+
+def make_private(folder: Path) -> None:
+    """What the teacher does before `tg-magic serve`: chmod -R go-rwx (it refuses otherwise)."""
+    for where, _, files in os.walk(folder):
+        os.chmod(where, 0o700)
+        for name in files:
+            os.chmod(os.path.join(where, name), 0o600)
 
 
 def start_service(folder: Path, fake: FakeMessagesAPI, **env: str) -> subprocess.Popen[str]:

@@ -10,6 +10,7 @@
     summary        summary.csv and summary.html
     gradebook      the CSV an LMS imports
     service, auth, records, teacher_page, class_folder: `tg-magic serve`
+    private        the class folder stays the service's own (modes, checks, --key-file)
     client         the student's side of the service (%tghint)
 
 This package sits with the command line above the library (it reads and writes notebooks with

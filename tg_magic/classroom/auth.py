@@ -89,8 +89,7 @@ def issue_tokens(
         when = _date(until, f"{roster}, {login}") or default
         data["tokens"][hash_token(token)] = {"login": login, "name": name, "expires": when}
         issued.append(Issued(login, name, token, when))
-    write_atomic(store, json.dumps(data, indent=1, sort_keys=True))
-    store.chmod(0o600)
+    write_atomic(store, json.dumps(data, indent=1, sort_keys=True))  # 0600 from its creation
     return issued
 
 

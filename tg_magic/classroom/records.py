@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import threading
 import time
@@ -36,7 +37,7 @@ class Records:
         self._hint_times: dict[tuple[str, str], list[float]] = {}
         self._held: dict[tuple[str, str], int] = {}  # hints being made now, not yet recorded
         self.table: dict[str, dict[str, Standing]] = {}
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # a student's log is private
         for log in sorted(folder.glob("*.jsonl")):  # a restart keeps the limits and the table
             for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
                 try:
@@ -87,7 +88,8 @@ class Records:
         entry = {"time": time.time(), "student": student, **entry}
         line = json.dumps(entry, ensure_ascii=False) + "\n"
         with self._lock:
-            with open(self._path(student), "a", encoding="utf-8", errors="replace") as handle:
+            fd = os.open(self._path(student), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            with open(fd, "a", encoding="utf-8", errors="replace") as handle:
                 handle.write(line)
             self._count(entry)
 

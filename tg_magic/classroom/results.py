@@ -58,8 +58,9 @@ def from_spreadsheet_cell(value: str) -> str:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write a text file atomically: a reader never sees half of it, a crash never loses it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write a text file atomically: a reader never sees half of it, a crash never loses it.
+    The file is 0600 from its creation (mkstemp), a folder made for it 0700."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         # A lone surrogate from a broken notebook must not stop the run: it becomes "?".

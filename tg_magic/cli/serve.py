@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -19,11 +20,18 @@ from . import fail
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from .. import config
+    from ..classroom import private
     from ..classroom.auth import Authenticator
     from ..classroom.class_folder import ClassFolder
     from ..classroom.service import serve
 
+    os.umask(private.UMASK)  # everything this process writes: 0600 files in 0700 folders
     folder = ClassFolder(Path(args.class_dir))
+    private.check_private(folder)  # one line with the chmod to run
+    key = private.read_key(Path(args.key_file).expanduser()) if args.key_file else None
+    fixed = private.make_written_private(folder)
+    if fixed:
+        print(f"tg-magic serve: {fixed}", file=sys.stderr, flush=True)
     hub_api = (
         os.environ.get("JUPYTERHUB_API_URL") if os.environ.get("JUPYTERHUB_API_TOKEN") else None
     )
@@ -34,6 +42,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not 0 <= port < 65536:
         return fail("serve", f"--port {port}: give a port between 1 and 65535")
     settings = folder.settings
+    if key is not None:  # set after start: not in /proc/PID/environ; redact() knows the name
+        os.environ[private.key_variable(settings.engine)] = key
     config.configure(
         cache=str(folder.cache),
         concurrency=settings.concurrency,
@@ -52,12 +62,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
 HELP = "the teacher's hint service for a class"
 DESCRIPTION = (
     "Serve hints to students (%%tghint in their notebooks) from the class "
-    "folder's tests, reference solution and model key, which never leave this process."
+    "folder's tests, reference solution and model key, which never leave this process. "
+    "The class folder and --key-file must be private to the service's Unix user (chmod -R "
+    "go-rwx DIR); run the service as a user of its own, not a student's."
 )
 
 
 def arguments(p: Any) -> None:
     p.add_argument("--class", dest="class_dir", required=True, metavar="DIR", help="class folder")
     p.add_argument("--port", type=int, default=None, help="port (default 8765)")
+    p.add_argument(
+        "--key-file",
+        metavar="FILE",
+        help="read the model's API key from FILE (mode 0600; default: the environment)",
+    )
     p.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
     p.set_defaults(func=cmd_serve)

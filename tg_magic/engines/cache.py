@@ -8,6 +8,7 @@ the reply, already paid for, goes on to the caller.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -40,7 +41,11 @@ class Cache:
         self._local = threading.local()
         self._warned = False
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # Prompts and replies are the user's own: 0600 from the start (SQLite gives its
+            # -wal and -shm files the database file's mode).
+            with contextlib.suppress(FileExistsError):  # made before: its mode stays
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
             self._connection()
         except (OSError, sqlite3.Error) as exc:
             raise InputError(
