@@ -71,10 +71,14 @@ def test_the_frontend_is_read_from_what_the_kernel_sees(monkeypatch: pytest.Monk
     monkeypatch.setenv("JPY_SESSION_NAME", "/w/a.ipynb")
     assert where.current(kernel, {}).name == "this Jupyter frontend"
     assert where.current(kernel, {}, app="Jupyter Notebook").name == "Jupyter Notebook"
+    # `jupyter lab` started from VS Code's terminal inherits its variables: still a Jupyter page.
+    monkeypatch.setenv("VSCODE_PID", "1234")
+    assert where.current(kernel, {}).answers_comms
+    monkeypatch.delenv("VSCODE_PID")
     monkeypatch.delenv("JPY_SESSION_NAME")
     monkeypatch.setenv("COLAB_RELEASE_TAG", "release-colab")
     colab = where.current(kernel, {})
-    assert colab.name == "Colab" and colab.holds_file and not colab.measured
+    assert colab.name == "Colab" and colab.holds_file and not colab.answers_comms
 
 
 def test_without_the_extension_the_cell_takes_the_accepted_text_when_it_runs(

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..config import settings
+from . import where
 from .cellwriter import CellRef, Done, Written, to_paste
 
 TARGET = "tg_magic"
@@ -34,14 +35,10 @@ Reply = Callable[[dict[str, Any]], None]
 
 
 def wanted(shell: Any) -> bool:
-    """A kernel under a Jupyter server (where the extension may answer), not VS Code (which
-    never answers a comm) nor a headless run (nbclient never answers either)."""
-    return (
-        getattr(shell, "kernel", None) is not None
-        and bool(os.environ.get("JPY_SESSION_NAME"))
-        and "__vsc_ipynb_file__" not in getattr(shell, "user_ns", {})
-        and not settings.notebook
-    )
+    """A kernel whose page may answer (a Jupyter server's), not VS Code (which never answers a
+    comm) nor a headless run (nbclient never answers either)."""
+    front = where.current(shell, getattr(shell, "user_ns", {}))
+    return front.answers_comms and not settings.notebook
 
 
 def attach(shell: Any) -> CommTransport | None:

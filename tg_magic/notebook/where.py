@@ -22,21 +22,23 @@ class Frontend:
     name: str  # as messages call it: "JupyterLab", "VS Code", "a terminal IPython", ...
     holds_file: bool  # it has the .ipynb open: never write the file behind it
     runs_payloads: bool  # it applies set_next_input(replace=True) to the cell that runs
-    measured: bool = True  # False where this could not be checked (Colab)
+    answers_comms: bool = False  # a Jupyter server's page: the tg-magic extension may answer
 
 
 def current(shell: Any, namespace: dict[str, Any], app: str | None = None) -> Frontend:
     """The frontend now (VS Code sets its variable after the kernel starts, so ask each time);
     `app`: the name the tg-magic extension gave, when it answered."""
     kernel = getattr(shell, "kernel", None) is not None
-    if "__vsc_ipynb_file__" in namespace or (
-        kernel and any(k.startswith("VSCODE_") for k in os.environ)
-    ):
-        return Frontend("VS Code", holds_file=True, runs_payloads=True)
-    if os.environ.get("JPY_SESSION_NAME"):
-        return Frontend(app or "this Jupyter frontend", holds_file=True, runs_payloads=True)
+    vs_code = Frontend("VS Code", holds_file=True, runs_payloads=True)
+    if "__vsc_ipynb_file__" in namespace:
+        return vs_code
+    if os.environ.get("JPY_SESSION_NAME"):  # a Jupyter server (started from VS Code's terminal too)
+        name = app or "this Jupyter frontend"
+        return Frontend(name, holds_file=True, runs_payloads=True, answers_comms=kernel)
+    if kernel and any(k.startswith("VSCODE_") for k in os.environ):
+        return vs_code
     if "google.colab" in sys.modules or os.environ.get("COLAB_RELEASE_TAG"):
-        return Frontend("Colab", holds_file=True, runs_payloads=True, measured=False)
+        return Frontend("Colab", holds_file=True, runs_payloads=True)
     if kernel:  # nbclient, papermill, `tg-magic run`: no payloads, no answers, the file is free
         return Frontend("a headless run", holds_file=False, runs_payloads=False)
     return Frontend("a terminal IPython", holds_file=False, runs_payloads=False)
