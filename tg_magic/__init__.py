@@ -41,7 +41,6 @@ from .functions import (
 from .images import Image
 from .logger import logger
 from .loss import MultiFieldEvaluation, TextLoss
-from .objectives import optimize
 from .optim import TGD, FailedUpdate
 from .variable import Gradient, Variable
 
@@ -117,11 +116,14 @@ def set_budget(dollars: float | None = None, tokens: int | None = None) -> None:
 
 
 def __getattr__(name: str) -> Any:
-    """`tg.tasks` on first use (TextGrad's data sets)."""
-    if name == "tasks":
-        import importlib
+    """`tg.tasks` (TextGrad's data sets) and `tg.optimize` (the training loop) on first use:
+    `%load_ext tg_magic` does not pay for them."""
+    import importlib
 
+    if name == "tasks":
         return importlib.import_module(".tasks", __name__)
+    if name == "optimize":
+        return importlib.import_module(".objectives", __name__).optimize
     raise AttributeError(f"module 'tg_magic' has no attribute {name!r}")
 
 
