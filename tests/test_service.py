@@ -109,7 +109,7 @@ def make_class(
         f'engine = "anthropic:claude-haiku-5-5"\nmax_cell_chars = 2000\ntimeout = 20\n{limits}'
     )
     (folder / "secret.txt").write_text(FOLDER_SECRET)
-    roster = root / "roster.csv"
+    roster = folder / "roster.csv"  # the class: under JupyterHub, who may ask for hints
     roster.write_text(
         "login,name,expires\nalice,Alice A,\nbob,Bob B,\ncarol,Carol C,\ndave,Dave D,2000-01-01\n"
     )
@@ -204,7 +204,7 @@ def test_three_students_get_hints_and_the_teacher_sees_the_class(
     assert "| `test_even_length` (hidden) | failed |" in alice  # name only, never the message
     assert FAIR in alice
     assert "a code suggestion was removed" in alice
-    assert "9 hints left" in alice
+    assert "5 hints left this hour (9 for the assignment)" in alice  # 6 an hour, 10 in all
     assert "3 of 3 tests passed, 6 of 6 points" in shown["bob"]
     assert "All tests pass" in shown["bob"]
     # %tggrad asks the service too when one is configured.
@@ -231,6 +231,11 @@ def test_three_students_get_hints_and_the_teacher_sees_the_class(
         book = {row["SIS Login ID"]: row for row in csv.DictReader(handle)}
     assert book["bob"]["median"] == "6" and book["alice"]["median"] == "1"
     assert book["bob"]["Student"] == "Bob B"
+    # The teacher tries a hint with the teacher's token: a trial, in neither table nor gradebook.
+    status, reply = service.post({"variable": "median", "code": BUGGY}, service.tokens["(teacher)"])
+    assert status == 200 and FAIR in reply["hint"]
+    assert "(teacher)" not in service.get(f"teacher?token={service.tokens['(teacher)']}")[1]
+    assert "(teacher)" not in (service.folder / "gradebook.csv").read_text()
 
 
 def test_what_a_student_tries_in_the_kernel_gives_nothing_more(
@@ -253,16 +258,17 @@ def test_what_a_student_tries_in_the_kernel_gives_nothing_more(
         again = cells.run("%tghint median")
         assert cells.error is None, again
         assert_nothing_secret(again)
+        # the same hint; only the last line, the hints left, counts down
         assert (
-            FAIR in again and again.split("hints left")[0][:-3] == first.split("hints left")[0][:-3]
+            FAIR in again and again.strip().rsplit("\n", 1)[0] == first.strip().rsplit("\n", 1)[0]
         )
     kernel_side = cells.run("import os, json; print(json.dumps(dict(os.environ)))")
     assert_nothing_secret(kernel_side)
     assert "ANTHROPIC_API_KEY" not in kernel_side
     cache = tmp_path / "cache.sqlite"  # the kernel's reply cache: no model reply ever came here
     assert not cache.exists() or LEAK.encode() not in cache.read_bytes()
-    # The flood: 6 hints an hour; the seventh is refused, in one line.
-    assert "4 hints left" in cells.run("%tghint median")
+    # The flood: 6 hints an hour; the seventh is refused, in one line. The count said so.
+    assert "0 hints left this hour (4 for the assignment)" in cells.run("%tghint median")
     refused = cells.run("%tghint median")
     assert "hint limit reached" in refused and len(refused.strip().splitlines()) == 1
 
@@ -381,12 +387,17 @@ class _FakeHub(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         token = self.headers.get("Authorization", "").removeprefix("token ")
         # mallory: a Hub account whose name is the service's own name for the teacher
-        known = {"hub-token-of-erin": "erin", "hub-token-of-mallory": "(teacher)"}
+        known = {
+            "hub-token-of-alice": "alice",
+            "hub-token-of-erin": "erin",
+            "hub-token-of-mallory": "(teacher)",
+        }
         if self.path != "/hub/api/user" or token not in known:
             self.send_response(403)
             self.end_headers()
             return
-        body = json.dumps({"name": known[token], "kind": "user"}).encode()
+        model = {"name": known[token], "kind": "user", "admin": False, "groups": []}
+        body = json.dumps(model).encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -396,6 +407,8 @@ class _FakeHub(BaseHTTPRequestHandler):
 def test_under_jupyterhub_students_use_their_hub_token(
     fake_api: FakeMessagesAPI, tmp_path: Path
 ) -> None:
+    """The Hub's answer names the student; only the roster's students get hints (the real Hub:
+    tests/test_hub.py)."""
     scripted_model(fake_api)
     folder, tokens = make_class(tmp_path)
     hub = ThreadingHTTPServer(("127.0.0.1", 0), _FakeHub)
@@ -411,19 +424,43 @@ def test_under_jupyterhub_students_use_their_hub_token(
         url = listening_url(process)
         assert url.endswith("/services/tg-hints/")
         service = Service(url, folder, tokens, process)
-        status, reply = service.post({"variable": "median", "code": BUGGY}, "hub-token-of-erin")
+        status, reply = service.post({"variable": "median", "code": BUGGY}, "hub-token-of-alice")
         assert status == 200 and FAIR in reply["hint"]
-        assert (folder / "logs" / "erin.jsonl").exists()
+        assert (folder / "logs" / "alice.jsonl").exists()
+        status, reply = service.post({"variable": "median", "code": BUGGY}, "hub-token-of-erin")
+        assert status == 403, reply
+        assert reply["error"] == (
+            "erin is not on this class's roster: ask your teacher to add erin to the roster"
+        )
+        assert not (folder / "logs" / "erin.jsonl").exists()
         status, reply = service.post({"variable": "median", "code": BUGGY}, "hub-token-stolen")
         assert status == 401 and "JupyterHub does not know this token" in reply["error"]
         # A Hub user named like the teacher does not get the teacher's page.
         status, page = service.get("teacher?token=hub-token-of-mallory")
-        assert status in (401, 403) and "erin" not in page, page[:200]
+        assert status in (302, 401, 403) and "alice" not in page, page[:200]
     finally:
         process.terminate()
         process.communicate(timeout=30)
         hub.shutdown()
         hub.server_close()
+
+
+def test_under_jupyterhub_the_service_needs_a_roster_or_a_group(tmp_path: Path) -> None:
+    folder, _ = make_class(tmp_path)
+    (folder / "roster.csv").unlink()
+    environment = {
+        **os.environ,
+        "JUPYTERHUB_API_TOKEN": "service-token",
+        "JUPYTERHUB_API_URL": "http://127.0.0.1:9/hub/api",
+        "ANTHROPIC_API_KEY": SERVICE_KEY,
+    }
+    done = subprocess.run(
+        command("serve", "--class", folder, "--port", "0"),
+        capture_output=True, text=True, timeout=60, check=False, env=environment,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert "roster.csv (login,name) or --student-group GROUP" in line, line
 
 
 def test_bad_class_folders_are_one_line(tmp_path: Path) -> None:
@@ -519,3 +556,32 @@ def test_a_login_changed_to_fit_a_file_name_keeps_its_own_log(tmp_path: Path) ->
     for log in logs:
         (line,) = log.read_text().splitlines()
         assert log.name.startswith(json.loads(line)["student"].replace("+", "_").replace("/", "_"))
+
+
+def test_the_gradebook_takes_the_rosters_name_over_a_login_written_before(tmp_path: Path) -> None:
+    from tg_magic.classroom.gradebook import read_gradebook, update_gradebook
+
+    path = tmp_path / "gradebook.csv"
+    update_gradebook(path, "median", {"alice": 1.0})  # an older service: the login as the name
+    update_gradebook(path, "median", {"alice": 2.0}, {"alice": "Alice A"})
+    _, rows = read_gradebook(path)
+    assert rows["alice"]["Student"] == "Alice A" and rows["alice"]["median"] == "2"
+
+
+@pytest.mark.parametrize(
+    ("reply", "shown"),
+    [
+        ({"hints_left_this_hour": 2, "hints_left_for_assignment": 26, "hints_left": 2},
+         "*2 hints left this hour (26 for the assignment).*"),
+        ({"hints_left_this_hour": 7, "hints_left_for_assignment": 1, "hints_left": 1},
+         "*1 hint left for `median`.*"),
+        ({"hints_left": 9}, "*9 hints left for `median`.*"),  # a service of an older version
+        ({}, "### Hint for `median`"),
+    ],
+)  # fmt: skip
+def test_hints_left_is_the_smaller_limit_and_says_when_it_is_the_hourly_one(
+    reply: dict[str, int], shown: str
+) -> None:
+    from tg_magic.classroom.client import reply_markdown
+
+    assert reply_markdown("median", reply).splitlines()[-1] == shown

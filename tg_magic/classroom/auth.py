@@ -1,5 +1,6 @@
 """Who is asking: per-student tokens the teacher hands out (only their hashes are kept, with an
-expiry date), or, under JupyterHub, the student's own Hub token checked against the Hub.
+expiry date), or, under JupyterHub, the student's own Hub token checked against the Hub, its
+user in the class only when on the roster (or the class's Hub group).
 
 `tg-magic tokens` writes `tokens.json`; the service reads it at every check, so new students
 and revoked tokens take effect without a restart.
@@ -7,21 +8,18 @@ and revoked tokens take effect without a restart.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import hashlib
 import hmac
 import json
 import secrets
-import threading
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
+from .hub_api import HubAPI, HubError, HubUser
 from .results import write_atomic
+from .roster import Roster, read_roster
 
 TEACHER = "(teacher)"
 
@@ -42,25 +40,6 @@ class Issued:
     expires: str
 
 
-def _roster(path: Path) -> list[tuple[str, str, str]]:
-    """(login, name, expires) per row: columns login (or student / username / the first one),
-    optional name and expires (YYYY-MM-DD)."""
-    if not path.is_file():
-        raise InputError(f"--students {path}: file not found (a CSV with a login column)")
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        fields = [f.strip().lower() for f in reader.fieldnames or []]
-        if not fields:
-            raise InputError(f"--students {path} is empty: one row per student, a login column")
-        key = next((f for f in ("login", "student", "username", "email") if f in fields), fields[0])
-        rows = []
-        for raw in reader:
-            row = {k.strip().lower(): (v or "").strip() for k, v in raw.items() if k}
-            if row.get(key):
-                rows.append((row[key], row.get("name", "") or row[key], row.get("expires", "")))
-    return rows
-
-
 def _date(text: str, where: str) -> str:
     if not text:
         return ""
@@ -78,7 +57,7 @@ def issue_tokens(
     default = _date(expires, "--expires")
     data = load_store(store)
     issued = []
-    people = _roster(roster) if roster else []
+    people = read_roster(roster) if roster else []
     logins = {login for login, _, _ in people}
     data["tokens"] = {h: r for h, r in data["tokens"].items() if r["login"] not in logins}
     if teacher:
@@ -103,20 +82,43 @@ def load_store(store: Path) -> dict[str, dict[str, dict[str, str]]]:
     return data if isinstance(data.get("tokens"), dict) else {"tokens": {}}
 
 
-class Authenticator:
-    """Token -> login. Local tokens always work (the teacher's always is local); with `hub_api`
-    a student's JupyterHub token is accepted too, checked with GET {hub_api}/user."""
+@dataclass(frozen=True)
+class Who:
+    """Who a request comes from, and what they may do."""
 
-    def __init__(self, store: Path, hub_api: str | None = None) -> None:
+    login: str
+    in_class: bool  # on the roster (its tokens, its file or its Hub group): in the class table
+    teacher: bool = False  # may open /teacher; their own hints are trials, never in the table
+
+
+class Authenticator:
+    """Token -> Who. Local tokens always work (the local teacher token is the teacher); with a Hub,
+    a Hub token works too: its user is in the class when on the roster file (or in
+    `student_group`), and the teacher when a Hub admin (or in `teacher_group`)."""
+
+    def __init__(
+        self,
+        store: Path,
+        roster: Roster | None = None,
+        hub: HubAPI | None = None,
+        *,
+        student_group: str = "",
+        teacher_group: str = "",
+    ) -> None:
         self.store = store
-        self.hub_api = hub_api.rstrip("/") if hub_api else None
-        self._hub_seen: dict[str, tuple[str, float]] = {}
-        self._lock = threading.Lock()
+        self.roster = roster or Roster(None)
+        self.hub = hub
+        self.student_group = student_group
+        self.teacher_group = teacher_group
 
     def names(self) -> dict[str, str]:
-        return {r["login"]: r.get("name", "") for r in load_store(self.store)["tokens"].values()}
+        """login -> name for the class table and the gradebook: the roster file's, else the
+        name a token was issued with."""
+        issued = {r["login"]: r.get("name", "") for r in load_store(self.store)["tokens"].values()}
+        issued.pop(TEACHER, None)
+        return {**issued, **self.roster.names()}
 
-    def login(self, token: str | None) -> str:
+    def identify(self, token: str | None) -> Who:
         if not token:
             raise AuthError("no token: set TG_MAGIC_HINT_TOKEN to the token your teacher gave you")
         digest = hash_token(token)
@@ -126,36 +128,21 @@ class Authenticator:
                     raise AuthError(
                         f"this token expired on {record['expires']}: ask your teacher for a new one"
                     )
-                return str(record["login"])
-        if self.hub_api is not None:
-            return self._hub_login(token)
-        raise AuthError("unknown token: check TG_MAGIC_HINT_TOKEN (ask your teacher for yours)")
-
-    def _hub_login(self, token: str) -> str:
-        digest = hash_token(token)
-        with self._lock:
-            seen = self._hub_seen.get(digest)
-        if seen and time.monotonic() - seen[1] < 60:
-            return seen[0]
-        request = urllib.request.Request(
-            f"{self.hub_api}/user", headers={"Authorization": f"token {token}"}
-        )
+                login = str(record["login"])
+                return Who(login, in_class=login != TEACHER, teacher=login == TEACHER)
+        if self.hub is None:
+            raise AuthError("unknown token: check TG_MAGIC_HINT_TOKEN (ask your teacher for yours)")
         try:
-            with urllib.request.urlopen(request, timeout=10) as reply:
-                user = json.loads(reply.read())
-        except urllib.error.HTTPError as exc:
-            if exc.code in (401, 403):
-                raise AuthError(
-                    "JupyterHub does not know this token: log in to the Hub again"
-                ) from None
-            raise AuthError(f"JupyterHub could not check the token (HTTP {exc.code})") from None
-        except (urllib.error.URLError, OSError, ValueError):
-            raise AuthError("JupyterHub could not be reached to check the token") from None
-        name = str(user.get("name") or "")
-        if not name:
-            raise AuthError("JupyterHub gave no user for this token")
-        if name == TEACHER:  # the teacher is only ever the local teacher token
+            return self.hub_who(self.hub.user(token))
+        except HubError as exc:
+            raise AuthError(str(exc)) from None
+
+    def hub_who(self, user: HubUser) -> Who:
+        """What the Hub's answer makes of its user (also for the teacher's OAuth login)."""
+        if user.name == TEACHER:  # the teacher's token is only ever the local one
             raise AuthError("JupyterHub gave a user named like the teacher: not accepted")
-        with self._lock:
-            self._hub_seen[digest] = (name, time.monotonic())
-        return name
+        in_class = user.name in self.roster.names() or (
+            bool(self.student_group) and self.student_group in user.groups
+        )
+        teacher = user.admin or (bool(self.teacher_group) and self.teacher_group in user.groups)
+        return Who(user.name, in_class=in_class, teacher=teacher)

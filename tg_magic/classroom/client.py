@@ -73,9 +73,27 @@ def reply_markdown(name: str, reply: dict[str, Any]) -> str:
         lines += [f"**Problem:** {reply['problem']}", ""]
     if reply.get("hint"):
         lines += [str(reply["hint"]), ""]
-    if reply.get("hints_left") is not None:
-        lines.append(f"*{reply['hints_left']} hints left for `{name}`.*")
+    left = hints_left(name, reply)
+    if left:
+        lines.append(f"*{left}.*")
     return "\n".join(lines).strip()
+
+
+def hints_left(name: str, reply: dict[str, Any]) -> str:
+    """ "2 hints left this hour (26 for the assignment)" when the hourly limit binds, else
+    "26 hints left for `median`": the smaller of the limits is what the student can use."""
+    hour, total = reply.get("hints_left_this_hour"), reply.get("hints_left_for_assignment")
+    if not isinstance(total, int):
+        total = reply.get("hints_left")  # a service of an older version: one count
+        if not isinstance(total, int):
+            return ""
+    if isinstance(hour, int) and hour < total:
+        return f"{_hints(hour)} left this hour ({total} for the assignment)"
+    return f"{_hints(total)} left for `{name}`"
+
+
+def _hints(count: int) -> str:
+    return f"{count} hint" if count == 1 else f"{count} hints"
 
 
 def hint_for(name: str, code: str) -> str:

@@ -54,7 +54,8 @@ def update_gradebook(
         if assignment not in columns:
             columns.append(assignment)
         for login, value in points.items():
-            row = rows.setdefault(login, {NAME: (names or {}).get(login, login), LOGIN: login})
+            row = rows.setdefault(login, {NAME: login, LOGIN: login})
+            row[NAME] = (names or {}).get(login) or row[NAME]  # the roster's name wins
             row[assignment] = _number(value)
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, [NAME, LOGIN, *columns], restval="", extrasaction="ignore")

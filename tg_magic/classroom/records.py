@@ -1,6 +1,7 @@
 """What the service remembers per student: a log of every request (logs/STUDENT.jsonl: the
 cell, the score, the per-test results and the hint given, or why it was refused), the rate
-limits read from it, and the class table for the teacher's page and the gradebook."""
+limits read from it, and the class table for the teacher's page and the gradebook. A teacher's
+trial hints ("trial": true) count against their own limits but are never in the class table."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .auth import TEACHER
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.@-]")
 
@@ -79,10 +82,19 @@ class Records:
             if left > 0:
                 self._held[(student, assignment)] = left
 
-    def left(self, student: str, assignment: str) -> int:
+    def left(self, student: str, assignment: str) -> tuple[int, int]:
+        """(hints left this hour, hints left for `assignment`): the next hint needs both."""
+        now = time.time()
         with self._lock:
             used = len(self._hint_times.get((student, assignment), []))
-        return max(0, self.per_assignment - used)
+            recent = sum(
+                1
+                for (s, _), ts in self._hint_times.items()
+                if s == student
+                for t in ts
+                if now - t < 3600
+            )
+        return max(0, self.per_hour - recent), max(0, self.per_assignment - used)
 
     def record(self, student: str, entry: dict[str, Any]) -> None:
         entry = {"time": time.time(), "student": student, **entry}
@@ -98,6 +110,8 @@ class Records:
             return
         student, assignment = entry["student"], entry["assignment"]
         self._hint_times.setdefault((student, assignment), []).append(float(entry["time"]))
+        if entry.get("trial") or student == TEACHER:  # the teacher trying hints: not the class
+            return
         standing = self.table.setdefault(student, {}).setdefault(assignment, Standing())
         standing.attempts += 1
         standing.hints += 1 if entry.get("hint") else 0

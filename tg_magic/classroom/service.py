@@ -2,9 +2,16 @@
 request; model calls share one event loop, so at most `concurrency` are in flight).
 
     POST /hint      {"variable": NAME, "code": CELL}  with  Authorization: Bearer TOKEN
-                    -> {"score", "points", "possible", "tests": [...], "hint", "hints_left"}
-    GET  /teacher   the class table (the teacher's token: header, or ?token=)
+                    -> {"score", "points", "possible", "tests": [...], "hint", "hints_left",
+                        "hints_left_this_hour", "hints_left_for_assignment"}
+    GET  /teacher   the class table: the teacher's token (header; ?token= without a Hub), or
+                    under JupyterHub the Hub's login (hub_oauth.py) of a Hub admin or a member
+                    of --teacher-group
+    GET  /oauth_callback   where the Hub sends the teacher back (under JupyterHub)
     GET  /health    "ok"
+
+Under JupyterHub a Hub user gets hints only when on the roster (or in --student-group);
+the teacher's own hints are trials, kept out of the class table and the gradebook.
 
 Everything secret stays here: the teacher's tests (hidden ones included), the reference
 solution, the model key (this process's environment), the reply cache and the logs. A student
@@ -19,15 +26,18 @@ import os
 import sys
 import threading
 import urllib.parse
+from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from ..errors import TgMagicError, redact
 from ..variable import Variable
 from . import gradebook
-from .auth import TEACHER, Authenticator, AuthError
+from .auth import Authenticator, AuthError, Who
 from .class_folder import ClassFolder
 from .hinting import make_hint
+from .hub_api import HubError, HubUser
+from .hub_oauth import OAuthRefused, TeacherLogin, cookies
 from .records import Records
 from .scoring import Assignment, Scored, score_rubric, score_tests
 from .teacher_page import teacher_page
@@ -52,9 +62,16 @@ class HintService:
 
     def hint(self, token: str | None, body: bytes) -> dict[str, Any]:
         try:
-            student = self.auth.login(token)
+            who = self.auth.identify(token)
         except AuthError as exc:
             raise Refused(401, str(exc)) from None
+        if not who.in_class and not who.teacher:
+            raise Refused(
+                403,
+                f"{who.login} is not on this class's roster: "
+                f"ask your teacher to add {who.login} to the roster",
+            )
+        student = who.login
         request = _json(body)
         name, code = request.get("variable"), request.get("code")
         if not isinstance(name, str) or not isinstance(code, str):
@@ -73,15 +90,17 @@ class HintService:
             self.records.record(student, {"assignment": name, "status": "refused", "why": why})
             raise Refused(429, why)
         try:  # the held slot counts against the limits until the hint is recorded
-            return self._serve(student, name, code, assignment)
+            return self._serve(who, name, code, assignment)
         finally:
             self.records.unhold(student, name)
 
-    def _serve(self, student: str, name: str, code: str, assignment: Assignment) -> dict[str, Any]:
+    def _serve(self, who: Who, name: str, code: str, assignment: Assignment) -> dict[str, Any]:
+        student, trial = who.login, {} if who.in_class else {"trial": True}  # the teacher's
         try:
             scored, hint = self._grade(code, assignment)
         except TgMagicError as exc:
-            self.records.record(student, {"assignment": name, "status": "failed", "why": str(exc)})
+            failed = {"assignment": name, "status": "failed", "why": str(exc), **trial}
+            self.records.record(student, failed)
             raise Refused(502, f"the hint could not be made: {redact(str(exc))[:200]}") from None
         reply = {
             "assignment": name,
@@ -93,11 +112,16 @@ class HintService:
             "tests": scored.outcomes,
             "hint": hint,
         }
-        self.records.record(student, {**reply, "status": "served", "code": code})
-        reply["hints_left"] = self.records.left(student, name)
-        gradebook.update_gradebook(
-            self.folder.gradebook, name, self.records.best_points(name), self.auth.names()
-        )
+        self.records.record(student, {**reply, "status": "served", "code": code, **trial})
+        hour, total = self.records.left(student, name)
+        reply |= {
+            "hints_left": min(hour, total),
+            "hints_left_this_hour": hour,
+            "hints_left_for_assignment": total,
+        }
+        if who.in_class:
+            points = self.records.best_points(name)
+            gradebook.update_gradebook(self.folder.gradebook, name, points, self.auth.names())
         return reply
 
     def _grade(self, code: str, assignment: Assignment) -> tuple[Scored, str]:
@@ -113,14 +137,13 @@ class HintService:
             return scored, ""
         return scored, make_hint(answer, scored, assignment)
 
-    def teacher(self, token: str | None) -> str:
-        try:
-            who = self.auth.login(token)
-        except AuthError as exc:
-            raise Refused(401, str(exc)) from None
-        if who != TEACHER:
-            raise Refused(403, "this page needs the teacher's token")
+    def teacher(self, who: Who) -> str:
+        self.check_teacher(who)
         return teacher_page(self.records.table, sorted(self.folder.assignments), self.auth.names())
+
+    def check_teacher(self, who: Who) -> None:
+        if not who.teacher:
+            raise Refused(403, f"this page is the teacher's; {who.login} is not the teacher")
 
 
 def _json(body: bytes) -> dict[str, Any]:
@@ -131,6 +154,9 @@ def _json(body: bytes) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise Refused(400, 'send JSON {"variable": NAME, "code": CELL}')
     return data
+
+
+Headers = Sequence[tuple[str, str]]
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -155,11 +181,13 @@ class _Handler(BaseHTTPRequestHandler):
             return value.strip()
         return (query or {}).get("token", [None])[0]
 
-    def _send(self, status: int, body: bytes, kind: str) -> None:
+    def _send(self, status: int, body: bytes, kind: str, headers: Headers = ()) -> None:
         self.send_response(status)
         self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
+        for name, value in headers:
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
 
@@ -199,12 +227,69 @@ class _Handler(BaseHTTPRequestHandler):
         path, query = self._path()
         if path in ("/", "/health"):
             return self._send(200, b"tg-magic hint service: ok\n", "text/plain; charset=utf-8")
-        if path != "/teacher":
-            return self._json(404, {"error": f"no such page {path[:80]}"})
         try:
-            page = self.server.service.teacher(self._token(query))
+            if path == "/teacher":
+                return self._teacher(query)
+            if path == "/oauth_callback" and self.server.login:
+                return self._oauth_callback(query)
         except Refused as exc:
             return self._json(exc.status, {"error": str(exc)})
+        except (OAuthRefused, HubError) as exc:
+            return self._json(exc.status if exc.status != 401 else 403, {"error": str(exc)})
+        return self._json(404, {"error": f"no such page {path[:80]}"})
+
+    def _secure(self) -> bool:
+        return self.headers.get("X-Forwarded-Proto", "").split(",")[0].strip() == "https"
+
+    def _teacher(self, query: dict[str, list[str]]) -> None:
+        """The class table for the teacher: a token in the header (or, without a Hub, in the
+        URL), else under a Hub the OAuth session, else off to the Hub's login."""
+        service, login = self.server.service, self.server.login
+        token = self._token(None if login else query)  # under a Hub no token in a URL
+        if token or login is None:
+            if not token:
+                raise Refused(
+                    401,
+                    "this page needs the teacher's token from `tg-magic tokens "
+                    "--teacher`: open /teacher?token=TOKEN",
+                )
+            try:
+                who = service.auth.identify(token)
+            except AuthError as exc:
+                raise Refused(401, str(exc)) from None
+            return self._page(service.teacher(who))
+        jar = cookies(self.headers.get("Cookie"))
+        access = login.session_token(jar)
+        if access is not None:
+            try:
+                user = login.hub.user(access)
+            except HubError as exc:
+                if exc.status != 401:
+                    raise
+                login.end_session(jar)  # logged out or revoked at the Hub: log in again
+            else:
+                return self._page(service.teacher(self._hub_who(user)))
+        where, set_cookies = login.begin(self._secure())
+        self._send(
+            302, b"", "text/plain", [("Location", where), *(("Set-Cookie", c) for c in set_cookies)]
+        )
+
+    def _oauth_callback(self, query: dict[str, list[str]]) -> None:
+        login = self.server.login
+        assert login is not None
+        access = login.finish(query, cookies(self.headers.get("Cookie")))
+        self.server.service.check_teacher(self._hub_who(login.hub.user(access)))
+        headers = [("Location", self.server.prefix + "/teacher")]
+        headers += [("Set-Cookie", c) for c in login.open_session(access, self._secure())]
+        self._send(302, b"", "text/plain", headers)
+
+    def _hub_who(self, user: HubUser) -> Who:
+        try:
+            return self.server.service.auth.hub_who(user)
+        except AuthError as exc:
+            raise Refused(403, str(exc)) from None
+
+    def _page(self, page: str) -> None:
         self._send(200, page.encode("utf-8", "replace"), "text/html; charset=utf-8")
 
 
@@ -212,21 +297,35 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 512
 
-    def __init__(self, address: tuple[str, int], service: HintService, prefix: str) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        service: HintService,
+        prefix: str,
+        login: TeacherLogin | None,
+    ) -> None:
         super().__init__(address, _Handler)
         self.service = service
         self.prefix = prefix.rstrip("/")
+        self.login = login
 
 
-def serve(folder: ClassFolder, auth: Authenticator, host: str, port: int, prefix: str = "") -> None:
+def serve(
+    folder: ClassFolder,
+    auth: Authenticator,
+    host: str,
+    port: int,
+    prefix: str = "",
+    login: TeacherLogin | None = None,
+) -> None:
     """Serve until interrupted; says "listening on URL" on stdout once the port is open."""
-    server = _Server((host, port), HintService(folder, auth), prefix)
+    server = _Server((host, port), HintService(folder, auth), prefix, login)
     url = f"http://{host}:{server.server_address[1]}{prefix.rstrip('/')}/"
-    students = len({login for login in auth.names() if login != TEACHER})
+    students = len(auth.names())
     print(
         f"tg-magic serve: listening on {url} (class {folder.root}: "
-        f"{len(folder.assignments)} assignments, {students} students with tokens"
-        f"{', JupyterHub users' if auth.hub_api else ''})",
+        f"{len(folder.assignments)} assignments, {students} students on the roster"
+        f"{', JupyterHub users' if auth.hub else ''})",
         flush=True,
     )
     try:
