@@ -56,6 +56,13 @@ class TimedFake(FakeMessagesAPI):
 
     def _respond(self, handler: Any, body: Any, result: Any, headers: Any = None) -> None:
         super()._respond(handler, body, result, headers)
+        self._logged(body, result)
+
+    def _respond_stream(self, handler: Any, body: Any, stream: Any, headers: Any) -> None:
+        super()._respond_stream(handler, body, stream, headers)  # the engines stream
+        self._logged(body, stream.message)
+
+    def _logged(self, body: Any, result: Any) -> None:
         if isinstance(result, dict) and result.get("content"):
             number = TAG.match(result["content"][0]["text"])
             if number:

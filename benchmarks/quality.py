@@ -2,6 +2,7 @@
 
     python benchmarks/quality.py [--engine SPEC] [--tasks counting,code,refine]
         [--iterations 12] [--limit N] [--candidates K] [--compare] [--seed 0] [--json FILE]
+        [--batch]
 
 (a) counting: prompt optimization on object counting in BIG-Bench Hard's form (train/val/test
     50/100/100, batch 3, validation-gated steps, 12 iterations); test accuracy before and after,
@@ -14,7 +15,8 @@
 --compare runs (a) and (b) with plain TGD and with k candidates per step on the same budget of
 calls. The engine is Claude when ANTHROPIC_API_KEY is set, else the keyless local model;
 --engine chooses any. The reply cache is off, so calls, tokens and time are real; the engines
-decode greedily, so two runs give the same figures.
+decode greedily, so two runs give the same figures. --batch sends Claude's calls as Message
+Batches: the dollars are the batch rate's (half), the seconds a batch's wait.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from tg_magic.autograd import forward
 from tg_magic.candidates import python_prefix
 from tg_magic.config import set_backward_engine
 from tg_magic.data import Example
-from tg_magic.engines import DEFAULT_ANTHROPIC_MODEL, METER, Engine, get_engine, set_cache
+from tg_magic.engines import DEFAULT_ANTHROPIC_MODEL, METER, Engine, batches, get_engine, set_cache
 from tg_magic.functions import BlackboxLLM
 from tg_magic.loss import MetricLoss, TestLoss, TextLoss
 from tg_magic.prompts import KIND_CONSTRAINTS
@@ -325,6 +327,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default="quality-results.json", help="where to write figures")
+    parser.add_argument(
+        "--batch",
+        action="store_true",
+        help="send the calls as Message Batches (half the price; the batches are recorded "
+        "beside --json, so a run started again reads their answers instead of paying twice)",
+    )
     args = parser.parse_args(argv)
     spec = args.engine or (
         f"anthropic:{DEFAULT_ANTHROPIC_MODEL}" if os.environ.get("ANTHROPIC_API_KEY") else "local"
@@ -332,6 +340,11 @@ def main(argv: list[str] | None = None) -> int:
     engine = get_engine(spec)
     set_backward_engine(engine)
     set_cache(None)  # every call is made, so the figures are real
+    batching = args.batch and batches.start(
+        Path(args.json).with_suffix(".batches.json"),
+        engine,
+        lambda status: log(f"  batch {status.id}: {status}"),
+    )
     warnings.simplefilter("ignore")  # unusable optimizer replies are counted, not printed
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     k = args.candidates if args.candidates > 1 or not args.compare else 3
@@ -361,9 +374,18 @@ def main(argv: list[str] | None = None) -> int:
         print("  " + summary(r))
     Path(args.json).write_text(
         json.dumps(
-            {"engine": spec, "seed": args.seed, "limit": args.limit, "results": results}, indent=1
+            {
+                "engine": spec,
+                "seed": args.seed,
+                "limit": args.limit,
+                "batch": batching,
+                "results": results,
+            },
+            indent=1,
         )
     )
+    if batching:
+        print(batches.summary())
     print(f"figures written to {args.json}")
     return 0
 

@@ -5,14 +5,19 @@ is exercised end to end. It validates requests as strictly as the real API for t
 client must get right (notably: no ``temperature``/``top_p``), can inject rate-limit and overload
 errors and faults (a request held until the test releases it, a stream that stops sending
 halfway without closing, a 200 with an HTML or broken JSON body, an empty content list, usage
-counts larger than the text suggests), answers ``/v1/messages/count_tokens``, records every
-request, measures peak concurrency, and answers from user-defined rules or a deterministic
-default responder good enough to drive a small optimization loop.
+counts larger than the text suggests), answers ``/v1/messages/count_tokens``, caches marked
+prompt prefixes as the provider does (see `FakeMessagesAPI._usage`), records every request,
+measures peak concurrency, and answers from user-defined rules or a deterministic default
+responder good enough to drive a small optimization loop.
 
 A request with ``"stream": true`` is answered with the Messages API's server-sent events
 (message_start, content_block_start, ping, content_block_delta text_delta..., content_block_stop,
 message_delta with the output usage, message_stop), the same reply cut into pieces; every rule,
 fault, usage knob, record and the latency apply to it as to a plain request.
+
+`set_limits` makes it enforce per-minute rate limits as the provider documents them (token
+buckets for requests, input and output tokens, per model; over a limit, 429 `rate_limit_error`
+with `retry-after`) and announce them on every reply (`anthropic-ratelimit-*`); see RateLimits.
 
 Typical use::
 
@@ -26,6 +31,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 import re
 import socket
 import threading
@@ -34,6 +40,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
@@ -77,6 +84,16 @@ ALLOWED_FIELDS = frozenset(
         "speed",
     }
 )
+
+# Prompt caching: the fewest tokens a marked prefix needs before it is cached, per model (as
+# tg_magic's CACHE_MINIMUM), and how many blocks one request may mark.
+CACHE_MINIMUM: dict[str, int] = {
+    "claude-haiku-5-5": 2048,
+    "claude-sonnet-5-5": 1024,
+    "claude-opus-5-5": 1024,
+}
+DEFAULT_CACHE_MINIMUM = 1024
+MAX_CACHE_BREAKPOINTS = 4
 
 ERROR_TYPES: dict[int, str] = {
     400: "invalid_request_error",
@@ -167,6 +184,12 @@ def _validate(body: Any) -> None:
     _validate_messages(body.get("messages"), present="messages" in body)
     if "system" in body:
         _validate_system(body["system"])
+    marked = len(_cache_points(body))
+    if marked > MAX_CACHE_BREAKPOINTS:
+        raise _bad(
+            f"A maximum of {MAX_CACHE_BREAKPOINTS} blocks with cache_control may be provided. "
+            f"Found {marked}."
+        )
     stops = body.get("stop_sequences")
     if stops is not None and (
         not isinstance(stops, list) or not all(isinstance(s, str) and s for s in stops)
@@ -211,6 +234,7 @@ def _validate_content(content: Any, where: str) -> None:
     for j, block in enumerate(content):
         if not isinstance(block, dict) or not isinstance(block.get("type"), str):
             raise _bad(f"{where}.{j}: each content block must be an object with a 'type'")
+        _validate_cache_control(block, f"{where}.{j}")
         if block["type"] == "text":
             text = block.get("text")
             if not isinstance(text, str):
@@ -255,6 +279,20 @@ def _validate_system(system: Any) -> None:
             or not isinstance(block.get("text"), str)
         ):
             raise _bad(f"system.{j}: system blocks must be text blocks with a string 'text'")
+        _validate_cache_control(block, f"system.{j}")
+
+
+def _validate_cache_control(block: dict[str, Any], where: str) -> None:
+    """A block's `cache_control`, when it has one: {"type": "ephemeral"} and an optional ttl."""
+    if "cache_control" not in block:
+        return
+    mark = block["cache_control"]
+    if not isinstance(mark, dict) or mark.get("type") != "ephemeral":
+        raise _bad(f"{where}.cache_control.type: Input should be 'ephemeral'")
+    for name in sorted(set(mark) - {"type", "ttl"}):
+        raise _bad(f"{where}.cache_control.{name}: Extra inputs are not permitted")
+    if "ttl" in mark and mark["ttl"] not in ("5m", "1h"):
+        raise _bad(f"{where}.cache_control.ttl: Input should be '5m' or '1h'")
 
 
 def _blocks_text(content: Any) -> str:
@@ -282,6 +320,31 @@ def request_text(body: dict[str, Any]) -> str:
     parts = [system_text(body)]
     parts += [_blocks_text(m.get("content", "")) for m in body.get("messages", [])]
     return "\n".join(p for p in parts if p)
+
+
+def _cache_points(body: dict[str, Any]) -> list[tuple[str, str]]:
+    """Each prefix that ends with a block marked `cache_control`, in the order the provider
+    reads a request (system, then the messages): (a digest of the model and the blocks up to
+    there, their text)."""
+    blocks: list[Any] = []
+    for part in [body.get("system")] + [m.get("content") for m in body.get("messages") or []]:
+        if isinstance(part, str):
+            blocks.append({"type": "text", "text": part})
+        elif isinstance(part, list):
+            blocks += part
+    points: list[tuple[str, str]] = []
+    texts: list[str] = []
+    for i, block in enumerate(blocks):
+        if not isinstance(block, dict):
+            continue
+        if block.get("type") == "text" and isinstance(block.get("text"), str) and block["text"]:
+            texts.append(block["text"])
+        if "cache_control" in block:
+            upto = [{k: v for k, v in b.items() if k != "cache_control"} for b in blocks[: i + 1]]
+            key = json.dumps([body.get("model"), upto], sort_keys=True)
+            digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+            points.append((digest, "\n".join(texts)))
+    return points
 
 
 # --------------------------------------------------------------------------------------------
@@ -413,6 +476,111 @@ def stream_events(
 
 
 # --------------------------------------------------------------------------------------------
+# Rate limits: the provider's token buckets (requests, input tokens, output tokens)
+# --------------------------------------------------------------------------------------------
+
+
+class _Bucket:
+    """One documented limit as a token bucket: `limit` at most, refilled continuously at
+    limit/window per second, full at the start."""
+
+    def __init__(self, limit: int, window: float) -> None:
+        self.limit, self.window = limit, window
+        self.level, self.at = float(limit), time.monotonic()
+
+    def left(self, now: float) -> float:
+        self.level = min(
+            self.limit, self.level + max(0.0, now - self.at) * self.limit / self.window
+        )
+        self.at = max(self.at, now)
+        return self.level
+
+    def wait(self, need: float, now: float) -> float:
+        """Seconds until `need` fits (0: now); a need over the limit waits for a full bucket."""
+        return max(0.0, min(need, self.limit) - self.left(now)) * self.window / self.limit
+
+
+class RateLimits:
+    """Per-window limits enforced as the provider documents them, for each model apart: a
+    request is admitted when every bucket of its model holds what it needs now (one request,
+    its input tokens, one output token), else refused with 429 `rate_limit_error` and
+    `retry-after` (whole seconds, and `retry-after-ms`); its output tokens are charged once the
+    reply is sent. `window` is 60 for per-minute limits; a test shortens it (the headers'
+    reset times scale with it)."""
+
+    NAMES = ("requests", "input-tokens", "output-tokens")
+
+    def __init__(
+        self,
+        requests: int | None = None,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+        window: float = 60.0,
+    ) -> None:
+        limits = dict(zip(self.NAMES, (requests, input_tokens, output_tokens), strict=True))
+        self.limits = {n: v for n, v in limits.items() if v is not None}
+        self.window = window
+        self._models: dict[str, dict[str, _Bucket]] = {}
+        self.used = dict.fromkeys(self.NAMES, 0)  # what admitted requests were charged
+        self.refused = 0
+
+    def buckets(self, model: str) -> dict[str, _Bucket]:
+        if model not in self._models:
+            self._models[model] = {n: _Bucket(v, self.window) for n, v in self.limits.items()}
+        return self._models[model]
+
+    def admit(self, model: str, input_tokens: int) -> _APIError | None:
+        """Charge a request arriving now, or the 429 that refuses it."""
+        now, buckets = time.monotonic(), self.buckets(model)
+        needs = {"requests": 1, "input-tokens": input_tokens, "output-tokens": 1}
+        wait, name = max(((b.wait(needs[n], now), n) for n, b in buckets.items()), default=(0, ""))
+        if wait > 0:
+            self.refused += 1
+            per = "minute" if self.window == 60 else f"{self.window:g} s"
+            message = (
+                f"This request would exceed the rate limit for your organization of "
+                f"{buckets[name].limit:,} {name.replace('-', ' ')} per {per} for {model} "
+                "(enforced by the fake)"
+            )
+            after = {"retry-after": str(math.ceil(wait)), "retry-after-ms": f"{wait * 1000:.0f}"}
+            return _APIError(429, message, {**after, **self.headers(model)})
+        for n in ("requests", "input-tokens"):
+            self.used[n] += needs[n]
+            if n in buckets:
+                buckets[n].level -= needs[n]
+        return None
+
+    def charge_output(self, model: str, tokens: int) -> None:
+        self.used["output-tokens"] += tokens
+        bucket = self.buckets(model).get("output-tokens")
+        if bucket is not None:
+            bucket.left(time.monotonic())
+            bucket.level -= tokens
+
+    def headers(self, model: str, *, style: str = "anthropic") -> dict[str, str]:
+        """Anthropic's `anthropic-ratelimit-*` headers (limit, what is left, when the bucket is
+        full again, RFC 3339 to the microsecond so that short windows can be read), or with
+        style="openai" the `x-ratelimit-*` ones (input tokens as `tokens`; reset a duration)."""
+        now, wall = time.monotonic(), time.time()
+        out: dict[str, str] = {}
+        for name, bucket in self.buckets(model).items():
+            left = bucket.left(now)
+            full_in = (bucket.limit - left) * self.window / bucket.limit
+            values = [str(bucket.limit), str(max(0, math.floor(left)))]
+            if style == "openai":
+                kind = "requests" if name == "requests" else "tokens"
+                values.append(f"{full_in * 1000:.0f}ms")
+                pattern = f"x-ratelimit-{{}}-{kind}"
+            else:
+                stamp = datetime.fromtimestamp(wall + full_in, UTC)
+                values.append(stamp.isoformat(timespec="microseconds").replace("+00:00", "Z"))
+                pattern = f"anthropic-ratelimit-{name}-{{}}"
+            for key, value in zip(("limit", "remaining", "reset"), values, strict=True):
+                out[pattern.format(key)] = value
+        return out
+
+
+# --------------------------------------------------------------------------------------------
 # HTTP plumbing
 # --------------------------------------------------------------------------------------------
 
@@ -540,10 +708,16 @@ class FakeMessagesAPI:
         # float("nan"), which goes out as the bare JSON token NaN, a string).
         self.usage_fields: dict[str, Any] = {}
         self.count_tokens_enabled = True
+        # Prompt caching: the fewest tokens a marked prefix needs, per model; how long an entry
+        # lives after its last use; the entries (digest -> (readable from, last use)).
+        self.cache_minimum: dict[str, int] = dict(CACHE_MINIMUM)
+        self.cache_ttl = 300.0
+        self._prompt_cache: dict[str, tuple[float, float]] = {}
         self._in_flight = 0
         self._max_concurrency = 0
         self._connections = 0
         self._open: set[socket.socket] = set()
+        self.rate_limits: RateLimits | None = None  # set_limits(): the provider's rate limits
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -609,6 +783,27 @@ class FakeMessagesAPI:
         with self._lock:
             self._rules.append((pattern, reply))
 
+    def set_limits(
+        self,
+        requests: int | None = None,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+        *,
+        window: float = 60.0,
+    ) -> RateLimits:
+        """Enforce rate limits per `window` seconds (RateLimits), and announce them on every
+        reply; no limit given turns them off."""
+        limits = RateLimits(requests, input_tokens, output_tokens, window)
+        with self._lock:
+            self.rate_limits = limits if limits.limits else None
+        return limits
+
+    @property
+    def rate_limited(self) -> int:
+        """Requests refused with 429, by the limits or injected."""
+        with self._lock:
+            return sum(1 for r in self._records if r["status"] == 429)
+
     def fail_next(self, status: int, count: int = 1, *, message: str | None = None) -> None:
         """Make the next ``count`` valid-auth requests fail with ``status`` (429, 500, 529, ...).
 
@@ -644,7 +839,8 @@ class FakeMessagesAPI:
             event.set()
 
     def reset(self) -> None:
-        """Forget records, rules, pending failures and faults, latency and the concurrency peak."""
+        """Forget records, rules, pending failures and faults, latency, rate limits and the
+        concurrency peak."""
         self.release()
         with self._lock:
             self._records.clear()
@@ -654,9 +850,11 @@ class FakeMessagesAPI:
             self._held_total = 0
             self.usage_scale = 1.0
             self.usage_fields = {}
+            self._prompt_cache.clear()
             self.count_tokens_enabled = True
             self._max_concurrency = self._in_flight
             self._connections = len(self._open)
+            self.rate_limits = None
         self.latency = 0.0
         self.stream_chunk = 16
         self.event_delay = 0.0
@@ -730,6 +928,10 @@ class FakeMessagesAPI:
             self._in_flight += 1
             self._max_concurrency = max(self._max_concurrency, self._in_flight)
         try:
+            refusal = self._admit(handler.path, body)  # the rate limits, as the request arrives
+            if refusal is not None:
+                self._respond(handler, body, refusal, headers)
+                return
             if self.latency > 0:
                 self._stopping.wait(self.latency)
             try:
@@ -744,6 +946,34 @@ class FakeMessagesAPI:
         finally:
             with self._lock:
                 self._in_flight -= 1
+
+    def _admit(self, path: str, body: Any) -> _APIError | None:
+        """A Messages request charged to the rate limits, or the 429 that refuses it."""
+        if path.split("?", 1)[0].rstrip("/") != "/v1/messages":
+            return None
+        try:
+            model = str(body["model"])
+            tokens = self._scaled(_tokens(len(request_text(body))))
+        except (AttributeError, KeyError, TypeError):
+            return None  # not a request the API would read: it is refused with a 400 later
+        with self._lock:
+            return self.rate_limits.admit(model, tokens) if self.rate_limits is not None else None
+
+    def _limit_headers(self, body: Any) -> dict[str, str]:
+        """The rate-limit headers every reply carries (none without limits)."""
+        model = body.get("model") if isinstance(body, dict) else None
+        with self._lock:
+            if self.rate_limits is None or not isinstance(model, str):
+                return {}
+            return self.rate_limits.headers(model)
+
+    def _charge_output(self, body: Any, message: Any) -> None:
+        """A reply was sent: its output tokens count against the limits now."""
+        usage = message.get("usage") if isinstance(message, dict) else None
+        tokens = usage.get("output_tokens") if isinstance(usage, dict) else None
+        with self._lock:
+            if self.rate_limits is not None and type(tokens) is int:
+                self.rate_limits.charge_output(str(body.get("model")), tokens)
 
     def _process(
         self,
@@ -860,12 +1090,38 @@ class FakeMessagesAPI:
             "stop_reason": stop_reason,
             "stop_sequence": stop_sequence,
             "usage": {
-                "input_tokens": self._scaled(_tokens(len(text))),
+                **self._usage(body, text),
                 "output_tokens": self._scaled(_tokens(len(answer))),
-                "cache_read_input_tokens": 0,
-                "cache_creation_input_tokens": 0,
                 **self.usage_fields,
             },
+        }
+
+    def _usage(self, body: dict[str, Any], text: str) -> dict[str, int]:
+        """The input counts of a reply, prompt caching as the provider does it. Of the marked
+        prefixes that reach the model's minimum, the longest one in the cache is read, the
+        rest up to the longest is written (cache_creation), `input_tokens` is what remains.
+        An entry is readable by requests that arrive after the reply that wrote it began
+        (this reply begins now; it arrived `latency` seconds ago), and lives `cache_ttl`
+        seconds after its last use."""
+        total = self._scaled(_tokens(len(text)))
+        minimum = self.cache_minimum.get(body["model"], DEFAULT_CACHE_MINIMUM)
+        points = [(d, self._scaled(_tokens(len(t)))) for d, t in _cache_points(body)]
+        points = [(d, n) for d, n in points if n >= minimum]
+        read = longest = 0
+        now = time.monotonic()
+        arrived = now - self.latency
+        with self._lock:
+            entries = self._prompt_cache
+            alive = {d: e for d, e in entries.items() if e[1] + self.cache_ttl >= arrived}
+            read = max((n for d, n in points if d in alive and alive[d][0] <= arrived), default=0)
+            for digest, n in points:
+                longest = max(longest, n)
+                entries[digest] = (alive[digest][0] if digest in alive else now, now)
+        write = longest - read
+        return {
+            "input_tokens": max(0, total - read - write),
+            "cache_read_input_tokens": read,
+            "cache_creation_input_tokens": write,
         }
 
     def _respond(
@@ -876,7 +1132,7 @@ class FakeMessagesAPI:
         headers: dict[str, str] | None = None,
     ) -> None:
         request_id = f"req_fake{uuid.uuid4().hex[:20]}"
-        extra = {"request-id": request_id}
+        extra = {"request-id": request_id, **self._limit_headers(body)}
         if isinstance(result, _APIError):
             status = result.status
             extra.update(result.headers)
@@ -898,6 +1154,8 @@ class FakeMessagesAPI:
             handler.send_json(status, payload, extra, result if isinstance(result, _Raw) else None)
         except OSError:
             handler.close_connection = True  # client went away (e.g. it timed out)
+        if status == 200:
+            self._charge_output(body, payload)
 
     def _respond_stream(
         self, handler: _Handler, body: Any, stream: _Stream, headers: dict[str, str]
@@ -922,9 +1180,10 @@ class FakeMessagesAPI:
                 yield _sse(event)
 
         try:
-            handler.send_events(chunks(), {"request-id": request_id})
+            handler.send_events(chunks(), {"request-id": request_id, **self._limit_headers(body)})
         except OSError:
             handler.close_connection = True  # the client went away (e.g. its idle timeout)
+        self._charge_output(body, stream.message)
 
 
 @contextmanager

@@ -197,14 +197,15 @@ def test_sdk_retries_overload_and_server_errors(fake_api: FakeMessagesAPI) -> No
     assert [r["status"] for r in fake_api.requests] == [529, 529, 500, 200]
 
 
-def test_rate_limit_beyond_retries_is_a_clear_error_without_the_key(
+def test_rate_limit_past_the_request_timeout_is_a_clear_error_without_the_key(
     fake_api: FakeMessagesAPI,
 ) -> None:
-    fake_api.fail_next(429, 10)
-    with pytest.raises(tg.EngineError, match="RateLimitError") as info:
+    fake_api.fail_next(429, 10)  # each asks to wait 5 ms (retry-after-ms)
+    tg.configure(request_timeout=0.012)
+    with pytest.raises(tg.EngineError, match=r"rate limit refused.*timeout of 0.012 s") as info:
         tg.get_engine(HAIKU).generate("hello")
-    assert FAKE_KEY not in str(info.value)
-    assert len(fake_api.requests) == 4  # one try and three retries
+    assert FAKE_KEY not in str(info.value) and "\n" not in str(info.value)
+    assert len(fake_api.requests) == 3  # 5 + 5 ms fit in 12 ms, a third wait would not
 
 
 def test_missing_key_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:

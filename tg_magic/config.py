@@ -51,7 +51,18 @@ FIELDS: dict[str, tuple[Any, str | None, Callable[[str], Any], str]] = {
         _text,
         "engine for gradients and steps (None: the forward engine)",
     ),
-    "concurrency": (16, "TG_MAGIC_CONCURRENCY", _number(int), "model calls in flight at once"),
+    "concurrency": (
+        16,
+        "TG_MAGIC_CONCURRENCY",
+        _number(int),
+        "model calls in flight at once to start with (a provider's pace grows it)",
+    ),
+    "max_concurrency": (
+        256,
+        "TG_MAGIC_MAX_CONCURRENCY",
+        _number(int),
+        "the most model calls in flight at once as a provider's pace grows",
+    ),
     "cache": (None, "TG_MAGIC_CACHE", str, "reply cache file, or 'off' (None: the user cache)"),
     "request_timeout": (
         None,
@@ -87,6 +98,18 @@ FIELDS: dict[str, tuple[Any, str | None, Callable[[str], Any], str]] = {
     "notebook": (None, "TG_MAGIC_NOTEBOOK", _text, "the .ipynb the magics write into"),
     "hint_url": (None, "TG_MAGIC_HINT_URL", _text, "the class's hint service"),
     "hint_token": (None, "TG_MAGIC_HINT_TOKEN", _text, "this student's token for it"),
+    "batch": (
+        False,
+        "TG_MAGIC_BATCH",
+        _flag,
+        "send Claude's calls as Message Batches: half the price, answers in minutes",
+    ),
+    "batch_record": (
+        None,
+        "TG_MAGIC_BATCH_RECORD",
+        _text,
+        "the file naming the batches sent, so a rerun reads them instead of paying again",
+    ),
 }
 
 # `tg-magic run` starts its kernel with this set to 0 or 1: whether the person running it allowed
@@ -184,8 +207,8 @@ def _check(changes: dict[str, Any], caller: int = 3) -> dict[str, Any]:
             continue
         if name not in FIELDS:
             raise InputError(f"unknown setting {name!r}: use one of {_names()}")
-        if name == "concurrency" and value is not None and int(value) < 1:
-            raise InputError("concurrency must be at least 1")
+        if name in ("concurrency", "max_concurrency") and value is not None and int(value) < 1:
+            raise InputError(f"{name} must be at least 1")
         timeouts = ("request_timeout", "idle_timeout", "run_deadline")
         if name in timeouts and value is not None and value <= 0:
             raise InputError(f"{name} must be a positive number of seconds, or None")
@@ -204,11 +227,14 @@ def configure(**changes: Any) -> None:
 
 
 def reset() -> None:
-    """Forget every configured setting (the environment and the defaults apply again)."""
+    """Forget every configured setting (the environment and the defaults apply again), and
+    what the providers' paces learned (their limits, their concurrency)."""
     settings._values.clear()
     from .engines.cache import reset_cache
+    from .engines.pacing import forget
 
     reset_cache()
+    forget()
 
 
 @contextmanager

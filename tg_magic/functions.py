@@ -56,16 +56,22 @@ async def _gradients_through(
     targets: Iterable[Variable],
     hint: bool,
     images: Sequence[Any] = (),
+    call_shared: int = 0,
 ) -> None:
     """Ask the gradient engine, once per input that requires grad, how that input should change.
-    The calls for several inputs run concurrently; `images` of the call are shown too."""
+    The calls for several inputs run concurrently; `images` of the call are shown too.
+
+    `call_shared`: how many first characters of `call` are the same for every input the call
+    ran on. A trained variable (a leaf) is the same in every example of a batch, so its
+    requests share its text and that part of the call: they are sent first, for the prompt
+    cache. An intermediate value (a model's answer) differs per example: nothing is shared."""
     feedback = output.get_gradient_text()
     system = prompts.GRADIENT_SYSTEM_SMALL if engine.small else prompts.GRADIENT_SYSTEM
     if hint:
         system += prompts.HINT_RULE
 
     async def one(var: Variable) -> None:
-        prompt = prompts.gradient_prompt(
+        shared, rest = prompts.gradient_prompt_parts(
             role=var.role_description,
             value=var.value,
             call=call,
@@ -73,8 +79,12 @@ async def _gradients_through(
             output=output.value,
             feedback=feedback,
             small=engine.small,
+            call_shared=call_shared,
         )
-        text = await engine.agenerate([*images, prompt] if images else prompt, system)
+        prompt = shared + rest
+        common = len(shared) if var.grad_fn is None else 0
+        content = [*images, prompt] if images else prompt
+        text = await engine.agenerate(content, system, shared_prefix=common)
         context = {"output": output.value, "output_role": output.role_description}
         if feedback:
             context["output_feedback"] = feedback
@@ -130,7 +140,8 @@ class LLMCall(Function):
         system = self.system_prompt.value if self.system_prompt else None
         call = prompts.llm_call_description(system, self._prompt(node))
         images = [p for p in self._parts(node) if isinstance(p, Image)]
-        await _gradients_through(output, engine, call, node.inputs, hint, images=images)
+        shared = len(prompts.llm_call_head(system))
+        await _gradients_through(output, engine, call, node.inputs, hint, images, shared)
 
 
 class FormattedLLMCall(LLMCall):

@@ -194,16 +194,45 @@ def gradient_prompt(
     `call` describes the call that used the variable (its other inputs included); `feedback` is
     the criticism the output received, or "" when the output is itself the objective (a loss).
     """
+    return "".join(
+        gradient_prompt_parts(
+            role=role,
+            value=value,
+            call=call,
+            output_role=output_role,
+            output=output,
+            feedback=feedback,
+            small=small,
+        )
+    )
+
+
+def gradient_prompt_parts(
+    *,
+    role: str,
+    value: str,
+    call: str,
+    output_role: str,
+    output: str,
+    feedback: str,
+    small: bool = False,
+    call_shared: int = 0,
+) -> tuple[str, str]:
+    """The gradient prompt in two parts: the variable and the first `call_shared` characters
+    of `call` (what every example's request about the same variable shares, so it comes
+    first), then the rest. Joined, they are `gradient_prompt`."""
     if small:
         goal = (
             f"The result was judged:\n{feedback}"
             if feedback
             else f"The result is the goal: {output}"
         )
-        return (
-            f"Text ({role}):\n{value}\n\n{call}\nResult ({output_role}):\n{output}\n\n{goal}\n\n"
+        head = f"Text ({role}):\n{value}\n\n"
+        tail = (
+            f"\nResult ({output_role}):\n{output}\n\n{goal}\n\n"
             f"In two or three sentences: how should the {role} change?"
         )
+        return head + call[:call_shared], call[call_shared:] + tail
     if feedback:
         objective = (
             f"The {output_role} received this feedback:\n{_block('OUTPUT_FEEDBACK', feedback)}\n"
@@ -214,18 +243,27 @@ def gradient_prompt(
             f"The {output_role} is itself the objective of the optimization (an evaluation). "
             f"Explain how the {role} should change to do better on it."
         )
-    return (
+    head = (
         f"The variable to give feedback on is the {role}:\n{_block('VARIABLE', value)}\n\n"
-        f"It was used in this call:\n{_block('CALL', call)}\n\n"
-        f"The call produced the {output_role}:\n{_block('OUTPUT', output)}\n\n{objective}"
+        "It was used in this call:\n<CALL>\n"
+    )
+    tail = (
+        f"\n</CALL>\n\nThe call produced the {output_role}:\n{_block('OUTPUT', output)}\n\n"
+        f"{objective}"
+    )
+    return head + call[:call_shared], call[call_shared:] + tail
+
+
+def llm_call_head(system: str | None) -> str:
+    """The start of an LLM call's description: the same for every input of the call."""
+    return "A language model was called with:\n" + (
+        f"{_block('SYSTEM_PROMPT', system)}\n" if system else ""
     )
 
 
 def llm_call_description(system: str | None, prompt: str) -> str:
     """How an LLM call is shown to the gradient model."""
-    parts = [_block("SYSTEM_PROMPT", system)] if system else []
-    parts.append(_block("INPUT", prompt))
-    return "A language model was called with:\n" + "\n".join(parts)
+    return llm_call_head(system) + _block("INPUT", prompt)
 
 
 def function_call_description(purpose: str, inputs: dict[str, str]) -> str:

@@ -66,7 +66,12 @@ async def _within_deadline(coro: Coroutine[Any, Any, T]) -> T:
     except TimeoutError:
         if not deadline.expired():
             raise
+        from .engines.pacing import waiting_note
+
+        waiting = waiting_note()  # what held the run back, when a provider's rate limit did
+        while_ = f" while waiting for the provider's rate limit ({waiting})" if waiting else ""
         raise EngineError(
-            f"stopped at the run deadline of {seconds:g} s (the run_deadline setting); results "
-            "so far are kept; raise it with tg.configure(run_deadline=SECONDS) (or %tgconfig)"
+            f"stopped at the run deadline of {seconds:g} s (the run_deadline setting){while_}; "
+            "results so far are kept; raise it with tg.configure(run_deadline=SECONDS) (or "
+            "%tgconfig)"
         ) from None

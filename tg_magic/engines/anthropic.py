@@ -12,12 +12,18 @@ import os
 from typing import Any
 
 from ..errors import MissingAPIKey, UnusableReply
+from . import pacing, prompt_cache
 from .base import Engine, Reply, Request, counted
 from .streaming import Progress, streamed
+
+# The prompt cache's 5-minute entries (refreshed by each read).
+EPHEMERAL = {"type": "ephemeral"}
 
 
 class AnthropicEngine(Engine):
     """`anthropic:MODEL`; key from ANTHROPIC_API_KEY, server from ANTHROPIC_BASE_URL."""
+
+    _warm: prompt_cache.Warmup | None = None  # made at the first call
 
     # A 4,096-token reply takes about a minute; twice that means the request is stuck. A stream
     # that sends nothing for the idle timeout (30 s) is retried well before that.
@@ -43,17 +49,41 @@ class AnthropicEngine(Engine):
         if loop_id not in self._clients:
             import anthropic
 
-            self._clients[loop_id] = anthropic.AsyncAnthropic(max_retries=self.max_retries)
+            # The SDK retries transient faults; a 429 goes to the pace (engines/pacing.py).
+            self._clients[loop_id] = anthropic.AsyncAnthropic(
+                max_retries=self.max_retries,
+                http_client=pacing.http_client(anthropic.DefaultAsyncHttpxClient),
+            )
         return self._clients[loop_id]
 
+    def pace(self) -> pacing.Pace:
+        """One pace per account: this provider at this base URL (ANTHROPIC_BASE_URL)."""
+        return pacing.pace_for(f"anthropic at {self._sdk_client().base_url}")
+
     def _args(self, request: Request) -> dict[str, Any]:
+        """The Messages request. A prefix that reaches the minimum cacheable length is marked
+        for the prompt cache (the system prompt as a text block, the shared start of the user
+        prompt as its first block); below it the request is as it always was."""
+        marked = prompt_cache.marks(self.model, request)
         args: dict[str, Any] = {
             "model": self.model,
-            "messages": [{"role": "user", "content": _content(request)}],
+            "messages": [{"role": "user", "content": _content(request, marked.user)}],
         }
         if request.system:
-            args["system"] = request.system
+            args["system"] = (
+                [{"type": "text", "text": request.system, "cache_control": EPHEMERAL}]
+                if marked.system
+                else request.system
+            )
         return args
+
+    def cache_write_tokens(self, request: Request) -> int:
+        return prompt_cache.marks(self.model, request).tokens
+
+    def _warmup(self) -> prompt_cache.Warmup:
+        if self._warm is None:
+            self._warm = prompt_cache.Warmup()
+        return self._warm
 
     async def count_input_tokens(self, request: Request) -> int | None:
         """The API's own count (free, no model call); None when the server has no such endpoint."""
@@ -73,11 +103,20 @@ class AnthropicEngine(Engine):
     async def _complete(self, request: Request) -> Reply:
         client = self._sdk_client()
         args = {**self._args(request), "max_tokens": request.max_tokens}
+        from . import batches
+
+        if batches.wanted():  # a Message Batch at half price (None: the server has none)
+            reply = await batches.complete(self, request, args, client)
+            if reply is not None:
+                return reply
 
         async def open_stream(idle: float) -> Any:
             return await client.messages.create(**args, stream=True, timeout=idle)
 
-        return await streamed(self, open_stream, _take, self._whole)
+        # The first request of a new cached prefix goes alone (prompt_cache.py).
+        async with self._warmup().first(prompt_cache.marks(self.model, request).keys) as begun:
+            take = prompt_cache.on_first_event(_take, begun)
+            return await streamed(self, open_stream, take, self._whole)
 
     async def _whole(self, response: Any) -> Reply:
         """A reply that was not streamed (a proxy that ignores `stream`, an error page)."""
@@ -100,6 +139,7 @@ class AnthropicEngine(Engine):
             u.get("input_tokens", 0),
             u.get("output_tokens", 0),
             u.get("cache_read_input_tokens") or 0,
+            u.get("cache_creation_input_tokens") or 0,
         )
         return Reply(text, usage)
 
@@ -113,6 +153,7 @@ def _take(event: Any, progress: Progress) -> None:
         progress.input_tokens = u.input_tokens
         progress.output_tokens = u.output_tokens
         progress.cache_read_tokens = u.cache_read_input_tokens or 0
+        progress.cache_write_tokens = u.cache_creation_input_tokens or 0
     elif kind == "content_block_delta":
         if getattr(event.delta, "type", "") == "text_delta":
             progress.parts.append(event.delta.text)
@@ -123,12 +164,19 @@ def _take(event: Any, progress: Progress) -> None:
             progress.input_tokens = u.input_tokens
         if getattr(u, "cache_read_input_tokens", None) is not None:
             progress.cache_read_tokens = u.cache_read_input_tokens
+        if getattr(u, "cache_creation_input_tokens", None) is not None:
+            progress.cache_write_tokens = u.cache_creation_input_tokens
     elif kind == "message_stop":
         progress.done = True
 
 
-def _content(request: Request) -> Any:
-    """The user message: text, or text and image blocks in their order."""
+def _content(request: Request, shared: int = 0) -> Any:
+    """The user message: text, or text and image blocks in their order; with `shared`, its
+    first `shared` characters as a block marked for the prompt cache, then the rest."""
+    if shared:
+        head, rest = request.prompt[:shared], request.prompt[shared:]
+        first = {"type": "text", "text": head, "cache_control": EPHEMERAL}
+        return [first, {"type": "text", "text": rest}] if rest else [first]
     if not request.parts:
         return request.prompt
     return [

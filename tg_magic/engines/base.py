@@ -9,13 +9,17 @@ import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import runtime
 from ..errors import EngineError, TgMagicError, UnusableReply, redact, valid_text
 from ..images import Image, Part, as_parts, text_of
+from . import flights, pacing
 from .cache import get_cache, own_cache
 from .usage import METER, Claim, Usage, has_price, price
+
+if TYPE_CHECKING:
+    from .pacing import Pace
 
 # Before a model has answered, a call is expected to write this many tokens (at most max_tokens).
 FIRST_OUTPUT_GUESS = 1024
@@ -36,6 +40,10 @@ class Request:
     structured: str | None = None
     # A message of several parts (text and images, in order); `prompt` is then their text.
     parts: tuple[Part, ...] = ()
+    # How many characters at the start of `prompt` other requests of the run send too (a
+    # trained variable's text, fixed instructions): an engine with a prompt cache may cache
+    # them. It does not change the reply, so it is not part of the key.
+    shared_prefix: int = 0
 
     @property
     def images(self) -> list[Image]:
@@ -43,7 +51,7 @@ class Request:
 
     def key(self, engine_spec: str) -> str:
         fields: dict[str, Any] = asdict(self)
-        del fields["parts"]
+        del fields["parts"], fields["shared_prefix"]
         if self.parts:  # images enter the key by digest; text-only keys stay as they were
             fields["parts"] = [p if isinstance(p, str) else p.digest() for p in self.parts]
         payload = json.dumps([engine_spec, fields], sort_keys=True, ensure_ascii=False)
@@ -71,10 +79,11 @@ _semaphores: dict[tuple[int, int], asyncio.Semaphore] = {}
 
 
 def set_concurrency(limit: int) -> None:
-    """At most `limit` model calls in flight at once (the `concurrency` setting)."""
+    """At most `limit` model calls in flight at once: the `concurrency` setting, and the
+    `max_concurrency` ceiling too, so the pace of a provider does not grow past it."""
     from ..config import configure
 
-    configure(concurrency=limit)
+    configure(concurrency=limit, max_concurrency=limit)
 
 
 def _semaphore() -> asyncio.Semaphore:
@@ -137,6 +146,11 @@ class Engine:
         """The provider's exact count of the request's input tokens, when it offers one."""
         return None
 
+    def cache_write_tokens(self, request: Request) -> int:
+        """About how many input tokens of `request` the provider may write to its prompt cache
+        (0: this engine marks none): a budget's claim prices them as a cache write."""
+        return 0
+
     def request_timeout(self) -> float:
         from ..config import settings
 
@@ -154,14 +168,16 @@ class Engine:
         *,
         max_tokens: int = 2048,
         structured: str | None = None,
+        shared_prefix: int = 0,
     ) -> str:
         """The reply text: from the cache, or from the model within the budget.
 
-        `prompt` is text, or (TextGrad's multimodal content) a list of texts and images."""
+        `prompt` is text, or (TextGrad's multimodal content) a list of texts and images;
+        `shared_prefix`: how many of its first characters other requests share (Request)."""
         parts = () if isinstance(prompt, str) else as_parts(prompt)
         text = prompt if isinstance(prompt, str) else text_of(parts)
         system = None if system_prompt is None else valid_text(system_prompt)
-        request = Request(valid_text(text), system, max_tokens, structured, parts)
+        request = Request(valid_text(text), system, max_tokens, structured, parts, shared_prefix)
         key = request.key(self.spec)
         cache = get_cache() if self.reply_cache is None else own_cache(self.reply_cache)
         hit = cache.get(key) if cache is not None else None
@@ -169,8 +185,22 @@ class Engine:
             text, _ = hit
             METER.settle(Usage(calls=1, cached_calls=1))
             return text
-        async with _semaphore():
-            reply = await self._call(request)
+        text, shared = await flights.once(key, lambda: self._fresh(request, key, cache))
+        if shared:  # the same request was in flight: its reply, as from the cache
+            METER.settle(Usage(calls=1, cached_calls=1))
+        return text
+
+    def pace(self) -> Pace | None:
+        """The pace of the provider account this engine calls (engines/pacing.py); None: the
+        engine answers in this process, its calls bounded by the `concurrency` setting."""
+        return None
+
+    async def _fresh(self, request: Request, key: str, cache: Any) -> str:
+        if self.pace() is None:
+            async with _semaphore():
+                reply = await self._call(request)
+        else:
+            reply = await self._call(request)  # each attempt waits for the pace
         if cache is not None:
             cache.put(key, self.spec, reply.text, _usage_dict(reply.usage))
         return reply.text
@@ -181,7 +211,7 @@ class Engine:
         fix: str | None = None
         for attempt in range(self.max_retries + 1):
             try:
-                reply = await self._attempt(request)
+                reply = await self._sent(request)
             except UnusableReply as exc:
                 what = str(exc)
                 fix = exc.fix if isinstance(exc, Interrupted) else None
@@ -203,6 +233,37 @@ class Engine:
             f"{what}. Check the provider's status page (and ANTHROPIC_BASE_URL or the server "
             "address) and run again"
         )
+
+    async def _sent(self, request: Request) -> Reply:
+        """One attempt, through the provider's pace when the engine has one: a 429 is waited
+        out as the provider asks and sent again, using none of the attempts."""
+        pace = self.pace()
+        if pace is None:
+            return await self._attempt(request)
+        claim, _ = self._claim(request, None)
+        need, exact = claim.input_tokens, False
+        if pace.tight(self.model, need):  # an input-token limit binds: every token counts
+            counted = await self.count_input_tokens(request)
+            need, exact = (need, False) if counted is None else (counted, True)
+        waited, times = 0.0, 0
+        while True:
+            ticket = await pace.admit(
+                self.model, need, claim.output_tokens, exact=exact, again=times > 0
+            )
+            usage = None
+            try:
+                with pacing.sending(ticket):
+                    reply = await self._attempt(request)
+                usage = reply.usage
+                return reply
+            except Exception:
+                if ticket.refused is None:
+                    raise
+            finally:
+                pace.done(ticket, usage)
+            waited, times = waited + ticket.refused, times + 1
+            if waited > self.request_timeout():
+                raise pacing.refusal(self.spec, ticket, times, waited, self.request_timeout())
 
     async def _attempt(self, request: Request) -> Reply:
         """One call, admitted by the budget and settled with the tokens the provider reports."""
@@ -238,10 +299,16 @@ class Engine:
         total, calls = self._outputs
         typical = math.ceil(total / calls * 1.25) if calls else FIRST_OUTPUT_GUESS
         expected_out = min(request.max_tokens, typical)
+        # A cached prefix may be written (a quarter dearer than input): the worst prices every
+        # input token so, as no split of the input between the cache and the rest costs more.
+        write = min(self.cache_write_tokens(request), expected_in)
+        worst_write = worst_in if write else 0
         claim = Claim(
-            dollars=price(self.model, expected_in, expected_out),
+            dollars=price(self.model, expected_in - write, expected_out, 0, write),
             tokens=expected_in + expected_out,
-            worst_dollars=price(self.model, worst_in, request.max_tokens),
+            worst_dollars=price(
+                self.model, worst_in - worst_write, request.max_tokens, 0, worst_write
+            ),
             worst_tokens=worst_in + request.max_tokens,
             input_tokens=expected_in,
             output_tokens=expected_out,
@@ -280,6 +347,7 @@ def _usage_dict(usage: Usage) -> dict[str, int]:
         "input_tokens": usage.input_tokens,
         "output_tokens": usage.output_tokens,
         "cache_read_tokens": usage.cache_read_tokens,
+        "cache_write_tokens": usage.cache_write_tokens,
     }
 
 
@@ -299,16 +367,27 @@ def estimated_usage(model: str, request: Request, text: str) -> Usage:
     )
 
 
-def counted(model: str, input_tokens: int, output_tokens: int, cache_read_tokens: int = 0) -> Usage:
-    """The Usage of one call made to the provider, priced. A count that is not a whole number
-    of tokens (NaN, negative, text) is an unusable reply: summed, it would lift the budget."""
-    for count in (input_tokens, output_tokens, cache_read_tokens):
+def counted(
+    model: str,
+    input_tokens: int,
+    output_tokens: int,
+    cache_read_tokens: int = 0,
+    cache_write_tokens: int = 0,
+) -> Usage:
+    """The Usage of one call made to the provider, priced (prompt-cache reads and writes at
+    their own prices, and what that saved). A count that is not a whole number of tokens (NaN,
+    negative, text) is an unusable reply: summed, it would lift the budget."""
+    for count in (input_tokens, output_tokens, cache_read_tokens, cache_write_tokens):
         if type(count) is not int or count < 0:
             raise UnusableReply(f"a reply whose token usage is not a count ({count!r})")
+    cost = price(model, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens)
+    uncached = price(model, input_tokens + cache_read_tokens + cache_write_tokens, output_tokens)
     return Usage(
         calls=1,
         input_tokens=input_tokens,
         output_tokens=output_tokens,
         cache_read_tokens=cache_read_tokens,
-        cost=price(model, input_tokens, output_tokens, cache_read_tokens),
+        cost=cost,
+        cache_write_tokens=cache_write_tokens,
+        saved=uncached - cost,
     )

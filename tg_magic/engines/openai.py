@@ -12,6 +12,7 @@ import os
 from typing import Any
 
 from ..errors import EngineError, UnusableReply
+from . import pacing
 from .base import Engine, Reply, Request, counted
 from .streaming import Progress, streamed
 
@@ -40,10 +41,18 @@ class OpenAIEngine(Engine):
                 ) from None
             # Local servers accept any key; the SDK insists on having one.
             key = os.environ.get("OPENAI_API_KEY") or "not-needed"
+            # The SDK retries transient faults; a 429 goes to the pace (engines/pacing.py).
             self._clients[loop_id] = openai.AsyncOpenAI(
-                api_key=key, base_url=self.base_url, max_retries=self.max_retries
+                api_key=key,
+                base_url=self.base_url,
+                max_retries=self.max_retries,
+                http_client=pacing.http_client(openai.DefaultAsyncHttpxClient),
             )
         return self._clients[loop_id]
+
+    def pace(self) -> pacing.Pace:
+        """One pace per account: this server (its base URL)."""
+        return pacing.pace_for(f"openai at {self._sdk_client().base_url}")
 
     async def _complete(self, request: Request) -> Reply:
         messages: list[dict[str, Any]] = [{"role": "user", "content": _content(request)}]

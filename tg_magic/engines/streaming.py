@@ -32,6 +32,7 @@ class Progress:
     input_tokens: Any = 0
     output_tokens: Any = 0
     cache_read_tokens: Any = 0
+    cache_write_tokens: Any = 0
     started: bool = False  # the provider began the reply (it bills it from here)
     done: bool = False  # the provider said the reply is complete
 
@@ -41,14 +42,21 @@ class Progress:
 
     def usage(self, model: str) -> Usage:
         """The counts of a complete reply (an unusable count raises UnusableReply)."""
-        return counted(model, self.input_tokens, self.output_tokens, self.cache_read_tokens)
+        return counted(model, *self._counts())
 
     def partial_usage(self, model: str) -> Usage:
         """The counts reported before the reply was cut off; a count that is not one is 0."""
         if not self.started:
             return Usage()
-        counts = (self.input_tokens, self.output_tokens, self.cache_read_tokens)
-        return counted(model, *(c if type(c) is int and c >= 0 else 0 for c in counts))
+        return counted(model, *(c if type(c) is int and c >= 0 else 0 for c in self._counts()))
+
+    def _counts(self) -> tuple[Any, Any, Any, Any]:
+        return (
+            self.input_tokens,
+            self.output_tokens,
+            self.cache_read_tokens,
+            self.cache_write_tokens,
+        )
 
 
 async def streamed(

@@ -12,33 +12,78 @@ import asyncio
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 from ..errors import BudgetExceeded, EngineError, InputError
 
-# US dollars per million tokens: (input, output, cache read). Extend with set_price().
-# The 5.5 generation's prices are estimates until published: check and override them.
-PRICES: dict[str, tuple[float, float, float]] = {
-    "claude-haiku-5-5": (1.0, 5.0, 0.1),
-    "claude-sonnet-5-5": (3.0, 15.0, 0.3),
-    "claude-opus-5-5": (5.0, 25.0, 0.5),
+# US dollars per million tokens: (input, output, cache read, cache write). Extend with
+# set_price(). A prompt-cache read costs a tenth of an input token, a write (5-minute cache)
+# a quarter more. The 5.5 generation's prices are estimates until published: check and
+# override them.
+PRICES: dict[str, tuple[float, float, float, float]] = {
+    "claude-haiku-5-5": (1.0, 5.0, 0.1, 1.25),
+    "claude-sonnet-5-5": (3.0, 15.0, 0.3, 3.75),
+    "claude-opus-5-5": (5.0, 25.0, 0.5, 6.25),
 }
 
+# Tokens the start of a request must reach before the provider caches it (a shorter one is
+# sent as it always was). Estimates for the 5.5 generation, keyed like PRICES: the published
+# minimums run from 1,024 to 4,096 tokens by model; a prefix below the provider's real minimum
+# is simply not cached (no error, no charge).
+CACHE_MINIMUM: dict[str, int] = {
+    "claude-haiku-5-5": 2048,
+    "claude-sonnet-5-5": 1024,
+    "claude-opus-5-5": 1024,
+}
+DEFAULT_CACHE_MINIMUM = 1024
 
-def set_price(model: str, input: float, output: float, cache_read: float | None = None) -> None:
-    """Add or change a model's price in dollars per million tokens."""
-    PRICES[model] = (input, output, input / 10 if cache_read is None else cache_read)
+
+def set_price(
+    model: str,
+    input: float,
+    output: float,
+    cache_read: float | None = None,
+    cache_write: float | None = None,
+) -> None:
+    """Add or change a model's price in dollars per million tokens (cache reads default to a
+    tenth of the input price, cache writes to 1.25 times it)."""
+    read = input / 10 if cache_read is None else cache_read
+    PRICES[model] = (input, output, read, input * 1.25 if cache_write is None else cache_write)
 
 
 def has_price(model: str) -> bool:
     return model in PRICES
 
 
-def price(model: str, input_tokens: int, output_tokens: int, cache_read_tokens: int = 0) -> float:
+def cache_minimum(model: str) -> int:
+    """The fewest tokens a cached prefix of `model` needs."""
+    return CACHE_MINIMUM.get(model, DEFAULT_CACHE_MINIMUM)
+
+
+def price(
+    model: str,
+    input_tokens: int,
+    output_tokens: int,
+    cache_read_tokens: int = 0,
+    cache_write_tokens: int = 0,
+) -> float:
     """Cost in dollars; 0 for models without a price (local models, unknown servers): a dollar
     budget refuses calls to those (see Meter.reserve)."""
-    p_in, p_out, p_cache = PRICES.get(model, (0.0, 0.0, 0.0))
-    return (input_tokens * p_in + output_tokens * p_out + cache_read_tokens * p_cache) / 1e6
+    p_in, p_out, p_read, p_write = PRICES.get(model, (0.0, 0.0, 0.0, 0.0))
+    cached = cache_read_tokens * p_read + cache_write_tokens * p_write
+    return (input_tokens * p_in + output_tokens * p_out + cached) / 1e6
+
+
+# Message Batches bill every token of a batched request (input, output, cache) at half price.
+BATCH_RATE = 0.5
+
+
+def at_batch_rate(usage: Usage) -> Usage:
+    """The usage of a call answered through a Message Batch: its dollars at the batch rate."""
+    dollars = {
+        f.name: getattr(usage, f.name) * BATCH_RATE for f in fields(usage) if f.type == "float"
+    }
+    return replace(usage, **dollars)
 
 
 @dataclass
@@ -51,6 +96,11 @@ class Usage:
     output_tokens: int = 0
     cache_read_tokens: int = 0
     cost: float = 0.0
+    # Prompt caching: input tokens written to the provider's cache (input_tokens is the rest,
+    # as the provider counts), and the dollars saved against the same calls uncached (less
+    # than 0 while only writes were paid).
+    cache_write_tokens: int = 0
+    saved: float = 0.0
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
@@ -59,14 +109,35 @@ class Usage:
         return Usage(*(getattr(self, f.name) - getattr(other, f.name) for f in fields(self)))
 
     @property
+    def all_input_tokens(self) -> int:
+        """Every input token, whether read from the prompt cache, written to it, or neither."""
+        return self.input_tokens + self.cache_read_tokens + self.cache_write_tokens
+
+    @property
     def tokens(self) -> int:
-        return self.input_tokens + self.output_tokens
+        return self.all_input_tokens + self.output_tokens
+
+    def prompt_cache_text(self) -> str:
+        """What the provider's prompt cache did ("" when it was not used)."""
+        if not (self.cache_read_tokens or self.cache_write_tokens):
+            return ""
+        effect = (
+            f"saved ${self.saved:.4f}"
+            if self.saved >= 0
+            else f"${-self.saved:.4f} more than uncached"
+        )
+        return (
+            f"prompt cache: {self.cache_read_tokens:,} tokens read, "
+            f"{self.cache_write_tokens:,} written, {effect}"
+        )
 
     def __str__(self) -> str:
         cached = f" ({self.cached_calls} from cache)" if self.cached_calls else ""
+        prompt_cache = self.prompt_cache_text()
         return (
-            f"{self.calls} calls{cached}, {self.input_tokens:,} input + "
+            f"{self.calls} calls{cached}, {self.all_input_tokens:,} input + "
             f"{self.output_tokens:,} output tokens, ${self.cost:.4f}"
+            + (f" ({prompt_cache})" if prompt_cache else "")
         )
 
 

@@ -379,9 +379,9 @@ class TgMagics(Magics):
     @line_magic
     @_guarded
     def tgconfig(self, line: str) -> None:
-        """%tgconfig [--engine E] [--backward-engine E] [--concurrency N] [--request-timeout S]
-        [--idle-timeout S] [--run-deadline S] [--budget-dollars X] [--budget-tokens N] [--cache
-        PATH|off] [--notebook PATH] [--feedback-only on|off] [--allow-unsandboxed on|off]"""
+        """%tgconfig [--engine E] [--backward-engine E] [--concurrency N] [--max-concurrency N]
+        [--request-timeout S] [--idle-timeout S] [--run-deadline S] [--budget-dollars X] [--budget-
+        tokens N] [--cache PATH|off] [--notebook PATH] [--feedback-only|--allow-unsandboxed X]"""
         args = parse(parsers.config(), line)
         for name, value in vars(args).items():
             if value is None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import ipywidgets as w
 
-from ..engines import Usage
+from ..engines import Usage, pacing
 from . import render
 from .widgets import View
 
@@ -30,6 +30,8 @@ class ProgressView(View):
             value=0, min=0, max=steps, description=f"step 0/{steps}", bar_style="info"
         )
         self.label = w.HTML("starting…")
+        self.waiting = w.HTML()  # while model calls wait for the provider's rate limit
+        pacing.watch(self.rate_limited)
         self.steps_done: list[str] = []  # one line a step: its score, what it changed
         self.log = w.HTML()
         self.tests = w.HTML()
@@ -58,6 +60,7 @@ class ProgressView(View):
             [
                 w.HBox([self.bar, self.stop_button]),
                 self.label,
+                self.waiting,
                 self.log,
                 self.tests,
                 w.HBox([self.curve, w.VBox([self.usage_label, self.engines, self.hint])]),
@@ -67,10 +70,12 @@ class ProgressView(View):
 
     def _usage_text(self) -> str:
         u = self.usage
+        prompt_cache = u.prompt_cache_text()
         return (
-            f"<b>{u.tokens:,}</b> tokens ({u.input_tokens:,} in, {u.output_tokens:,} out) · "
+            f"<b>{u.tokens:,}</b> tokens ({u.all_input_tokens:,} in, {u.output_tokens:,} out) · "
             f"<b>${u.cost:.4f}</b> · {u.calls} calls"
             + (f" ({u.cached_calls} from cache)" if u.cached_calls else "")
+            + (f"<br>{html.escape(prompt_cache)}" if prompt_cache else "")
         )
 
     def update(self, result: StepResult, tests: str = "", changed: list[str] | None = None) -> None:
@@ -104,6 +109,15 @@ class ProgressView(View):
         self.curve.value = render.score_curve_svg(self.points)
         self.usage_label.value = self._usage_text()
 
+    def rate_limited(self, note: str) -> None:
+        """Model calls started ("..." why) or stopped ("") waiting for a provider's limit."""
+        text = f"waiting for the provider's rate limit ({note})" if note else ""
+        self.waiting.value = (
+            f'<span style="color: var(--jp-warn-color1, #b26b00)">{html.escape(text)}</span>'
+            if text
+            else ""
+        )
+
     def stop(self) -> None:
         """The Stop button: the run ends after the step under way."""
         self.stop_requested = True
@@ -116,6 +130,8 @@ class ProgressView(View):
         that ended early with nothing left to gain is complete; one stopped by the user is not."""
         self.stop_button.layout.display = "none"
         self.hint.layout.display = "none"
+        pacing.unwatch(self.rate_limited)
+        self.rate_limited("")
         self.bar.bar_style = "warning" if stopped else "success"
         if not stopped:
             self.bar.value = self.bar.max

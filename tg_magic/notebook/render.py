@@ -278,6 +278,7 @@ def settings_text(session: Session) -> str:
             f"engine:           {engine_spec('engine')}",
             f"backward engine:  {engine_spec('backward_engine')}",
             f"concurrency:      {settings.concurrency}",
+            f"max concurrency:  {settings.max_concurrency}",
             f"request timeout:  {_seconds(settings.request_timeout, 'the provider default')}",
             f"idle timeout:     {_seconds(settings.idle_timeout, '30 s (the default)')}",
             f"run deadline:     {_seconds(settings.run_deadline, 'none')}",
@@ -288,8 +289,17 @@ def settings_text(session: Session) -> str:
             f"feedback-only:    {'on' if settings.feedback_only else 'off'}",
             f"unsandboxed ok:   {'on' if settings.allow_unsandboxed else 'off'}",
             f"usage so far:     {METER.total}",
+            *rate_limits_lines(),
         ]
     )
+
+
+def rate_limits_lines() -> list[str]:
+    """Each provider account called so far: its pace in force and the limits last seen."""
+    from ..engines import pacing
+
+    lines = [line for pace in pacing.paces() for line in pace.lines()]
+    return ["rate limits:      " + (lines[0] if lines else "none seen yet"), *lines[1:]]
 
 
 def _seconds(value: float | None, unset: str) -> str:

@@ -1,0 +1,232 @@
+"""Large batches against their floor: one W8 iteration at B = 1, 8, 64, 256, with no rate limit
+and under per-minute limits that bind (requests, then input tokens), in one run.
+
+Each iteration (benchmarks/iteration.py: B counting questions, the exact-match loss, backward
+and one TGD step) goes through the real anthropic SDK to the loopback fake with a fixed latency
+per call, with tg-magic's default settings, from a fresh pace (no limit learned, the cap at the
+`concurrency` setting), its connections already open (a warm run first).
+
+- The critical path is read from the fake's log (benchmarks/pipeline.py: every reply numbered,
+  a request quoting reply N waited for it), in a run of its own: numbered replies are all
+  different, so that run has no identical requests for single flight to share.
+- Without a limit the bound is that critical path: from a fresh pace (a first iteration, whose
+  first round goes at the `concurrency` setting), then from the pace it left (the iterations
+  after it in a training run: the cap has grown).
+- Under a limit of L a minute, chosen so that the iteration needs about --floor seconds more
+  than a minute's allowance, the bound is the limit's floor: (what the run used - L) / (L per
+  minute) plus the last call's latency (or the critical path, if longer).
+
+Prints wall time, calls, 429s, peak concurrency and the ratio to the bound; with
+--textgrad-venv, TextGrad's figures for the same iteration (its own Claude client, against the
+same fake, which then takes the temperature and top_p TextGrad sends: TextGrad 0.1.8 passes
+them to `messages.create`, so its venv needs an anthropic SDK that still takes them, <1).
+
+    python benchmarks/scale.py [--batches 1,8,64,256] [--latency 0.2] [--floor 15]
+                               [--textgrad-venv PATH] [--textgrad-batches 1,8,64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent), str(HERE)]
+
+from iteration import counting_questions, iteration  # noqa: E402
+from pipeline import TimedFake, levels  # noqa: E402
+
+MODEL = "claude-haiku-5-5"
+NO_LIMIT, UNDER_LIMIT = 1.3, 1.15  # the issue's bounds: to the critical path, to a limit's floor
+
+
+@dataclass
+class Run:
+    label: str
+    wall: float
+    calls: int
+    refused: int
+    peak: int
+    used: dict[str, int]
+    error: str = ""
+
+
+class Fake(TimedFake):
+    """The timed fake; for TextGrad's client, which sends `temperature` and `top_p` (the fake
+    refuses them, as tg-magic must never send them), it takes and ignores them."""
+
+    sampling_ok = False
+
+    def _process(self, method: str, path: str, headers: Any, body: Any, bad: bool) -> Any:
+        if self.sampling_ok and isinstance(body, dict):
+            body = {k: v for k, v in body.items() if k not in ("temperature", "top_p")}
+        return super()._process(method, path, headers, body, bad)
+
+
+def fresh(fake: Fake, latency: float, limit: dict[str, int], numbered: bool, pace: bool) -> None:
+    """The fake as at the start of a run; with `pace`, a fresh pace for it (else the one the
+    last run left, as the next iteration of a training run finds it)."""
+    from tg_magic.engines import pacing
+
+    fake.reset()
+    fake.log.clear()
+    if numbered:
+        fake.add_rule("", fake.numbered)
+    fake.latency = latency
+    if pace:
+        pacing.forget()
+    if limit:
+        fake.set_limits(**limit, window=60.0)
+
+
+def ours(
+    fake: Fake,
+    batch: int,
+    latency: float,
+    limit: dict[str, int],
+    *,
+    numbered: bool = False,
+    pace: bool = True,
+) -> Run:
+    import tg_magic as tg
+
+    engine = tg.get_engine(f"anthropic:{MODEL}")
+    fresh(fake, latency, limit, numbered, pace)
+    start = time.perf_counter()
+    error = ""
+    try:
+        iteration(tg, engine, counting_questions(batch))
+    except tg.TgMagicError as exc:
+        error = str(exc)
+    wall = time.perf_counter() - start
+    used = fake.rate_limits.used if fake.rate_limits else {"input-tokens": input_tokens(fake)}
+    label = "no limit"
+    if limit:
+        (name, allowance), *_ = limit.items()
+        label = f"{allowance:,} {name.replace('_', ' ')} a minute"
+    return Run(label, wall, fake.calls, fake.rate_limited, fake.max_concurrency, used, error)
+
+
+def input_tokens(fake: Fake) -> int:
+    """The input tokens of the last run's Messages requests, as the fake's limits count them."""
+    from tests.fake_api import _tokens, request_text
+
+    bodies = [
+        r["body"] for r in fake.requests if r["status"] == 200 and r["path"] == "/v1/messages"
+    ]
+    return sum(_tokens(len(request_text(b))) for b in bodies)
+
+
+TEXTGRAD = """
+import json, sys, time
+sys.path[:0] = {paths!r}
+import textgrad as tg
+from textgrad.autograd import StringBasedFunction
+from iteration import counting_questions, iteration
+tg.StringBasedFunction = StringBasedFunction  # tg_magic names it at the top, as iteration does
+engine = tg.get_engine("{model}")
+start = time.perf_counter()
+error = ""
+try:
+    iteration(tg, engine, counting_questions({batch}))
+except Exception as exc:
+    error = f"{{type(exc).__name__}}: {{exc}}"[:200]
+print(json.dumps({{"wall": time.perf_counter() - start, "error": error}}))
+"""
+
+
+def theirs(fake: Fake, venv: Path, batch: int, latency: float) -> Run:
+    """The same iteration in TextGrad (its venv's python, its own Claude engine and cache)."""
+    fresh(fake, latency, {}, numbered=False, pace=True)
+    script = TEXTGRAD.format(paths=[str(HERE.parent), str(HERE)], model=MODEL, batch=batch)
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "XDG_CACHE_HOME": cache, "ANTHROPIC_BASE_URL": fake.base_url}
+        fake.sampling_ok = True
+        done = subprocess.run(
+            [str(venv / "bin" / "python"), "-c", script], env=env, capture_output=True, text=True
+        )
+        fake.sampling_ok = False
+    lines = done.stdout.strip().splitlines()
+    result = json.loads(lines[-1]) if lines else {"wall": 0.0, "error": done.stderr[-200:]}
+    peak = fake.max_concurrency
+    return Run("TextGrad", result["wall"], fake.calls, fake.rate_limited, peak, {}, result["error"])
+
+
+def show(batch: int, run: Run, bound: float, what: str, target: float | None) -> None:
+    ratio = run.wall / bound
+    verdict = "" if target is None or run.error else ("PASS" if ratio <= target else "FAIL")
+    aim = f" (<= {target})" if target else ""
+    print(
+        f"  B={batch:<4} {run.label:<34} {run.wall:7.2f} s {run.calls:5} calls {run.refused:4} "
+        f"429s  peak {run.peak:4}  ratio {ratio:5.2f} to {what} {bound:.2f} s{aim} {verdict}"
+    )
+    if run.error:
+        print(f"        failed: {run.error[:160]}")
+
+
+def floor(run: Run, limit: dict[str, int], latency: float, path: float) -> tuple[float, str]:
+    """The limit's floor: what the run used beyond a minute's allowance, at the allowance a
+    minute, and the last call; or the critical path if that is longer."""
+    (name, allowance), *_ = limit.items()
+    used = run.used[name.replace("_", "-")]
+    seconds = max(0, used - allowance) * 60.0 / allowance + latency
+    return (seconds, f"the floor ({used:,} used)") if seconds > path else (path, "critical path")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", default="1,8,64,256")
+    parser.add_argument("--latency", type=float, default=0.2, help="seconds per model call")
+    parser.add_argument("--floor", type=float, default=15.0, help="seconds a limit should cost")
+    parser.add_argument("--textgrad-venv", type=Path, help="a venv with textgrad installed")
+    parser.add_argument("--textgrad-batches", default="1,8,64")
+    args = parser.parse_args()
+    os.environ["TG_MAGIC_CACHE"] = "off"
+
+    with Fake() as fake:
+        os.environ["ANTHROPIC_BASE_URL"] = fake.base_url
+        os.environ["ANTHROPIC_API_KEY"] = "benchmark-key-for-the-loopback-server"
+        import tg_magic as tg
+
+        tg.get_engine(f"anthropic:{MODEL}").generate("warm up: import the SDK")
+        print(f"W8 iterations, {args.latency:g} s a call, default settings", end=" ")
+        print(
+            f"(concurrency {tg.settings.concurrency}, max_concurrency "
+            f"{tg.settings.max_concurrency})"
+        )
+        for batch in map(int, args.batches.split(",")):
+            ours(fake, batch, args.latency, {}, numbered=True)
+            depth = max(levels(sorted(fake.log)).values())
+            path, what = depth * args.latency, f"critical path ({depth} levels)"
+            free = ours(fake, batch, args.latency, {})  # warm, and what a run needs
+            first = ours(fake, batch, args.latency, {})
+            first.label = "no limit, a fresh pace"
+            show(batch, first, path, what, NO_LIMIT)
+            then = ours(fake, batch, args.latency, {}, pace=False)
+            then.label = "no limit, the pace the last one left"
+            show(batch, then, path, what, NO_LIMIT)
+            needs = {"requests": free.calls, "input_tokens": free.used["input-tokens"]}
+            for name, need in needs.items():
+                # L a minute such that (need - L) / (L a minute) is about --floor seconds
+                limit = {name: max(1, int(need * 60 / (60 + args.floor)))}
+                run = ours(fake, batch, args.latency, limit)
+                show(batch, run, *floor(run, limit, args.latency, path), UNDER_LIMIT)
+        if args.textgrad_venv:
+            print("TextGrad, the same iterations without a limit:")
+            for batch in map(int, args.textgrad_batches.split(",")):
+                ours(fake, batch, args.latency, {}, numbered=True)
+                depth = max(levels(sorted(fake.log)).values())
+                run = theirs(fake, args.textgrad_venv, batch, args.latency)
+                show(batch, run, depth * args.latency, f"critical path ({depth} levels)", None)
+
+
+if __name__ == "__main__":
+    main()
