@@ -9,7 +9,10 @@
     results        one student's result and its file
     summary        summary.csv and summary.html
     gradebook      the CSV an LMS imports
+    nbgrader       an nbgrader course: its config, source/ tests, submitted/ answers
+    nbgrader_feedback  pages in nbgrader's feedback/ folder, for `nbgrader release_feedback`
     service, auth, records, teacher_page, class_folder: `tg-magic serve`
+    roster, hub_api, hub_oauth: who is in the class, and the teacher's login, under JupyterHub
     private        the class folder stays the service's own (modes, checks, --key-file)
     client         the student's side of the service (%tghint)
 

@@ -3,7 +3,9 @@ cell written into a copy of the notebook, and the whole class at a few notebooks
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -14,6 +16,7 @@ from typing import Any
 from .. import pysource
 from ..errors import TgMagicError, redact
 from ..variable import Variable
+from . import nbgrader_feedback
 from .hinting import make_hint
 from .results import Result, write_atomic
 from .scoring import Assignment, score_rubric, score_tests
@@ -21,6 +24,7 @@ from .submissions import (
     BrokenSubmission,
     NotInFolder,
     Submission,
+    code_only,
     find_answer,
     read_notebook,
     read_submission,
@@ -46,9 +50,10 @@ def _check_parses(body: str) -> None:
         raise BrokenSubmission(f"the answer does not parse: {exc}") from None
 
 
-def _score_tests(body: str, assignment: Assignment, result: Result) -> None:
+def _score_tests(body: str, run: str, assignment: Assignment, result: Result) -> None:
+    """`body`: the answer the hint is about; `run`: the code the tests run against."""
     code = Variable(body, role_description="Python code written by a student", requires_grad=True)
-    scored = score_tests(body, assignment)
+    scored = score_tests(run, assignment)
     result.score, result.points, result.possible = scored.score, scored.earned, scored.possible
     result.total = len(scored.outcomes)
     result.passed = scored.passed
@@ -150,7 +155,12 @@ def process(
             earlier = Result(**json.loads(result_file.read_text(encoding="utf-8")))
         except (ValueError, TypeError):
             earlier = None
-        if earlier is not None and earlier.fingerprint == fingerprint and not earlier.retry:
+        if (
+            earlier is not None
+            and earlier.fingerprint == fingerprint
+            and not earlier.retry
+            and (not earlier.feedback_notebook or Path(earlier.feedback_notebook).is_file())
+        ):
             earlier.skipped = True
             return earlier
     result = Result(student, str(path), fingerprint=fingerprint)
@@ -158,12 +168,18 @@ def process(
     index = -1
     try:
         nb = _without_old_feedback(read_notebook(data))
-        index, body = find_answer(nb, assignment.target)
+        if assignment.nbgrader is not None:  # a page for every notebook read, even unscored
+            index = 0
+            body, run = nbgrader_feedback.answer(nb, assignment.nbgrader)
+        else:
+            index, body = find_answer(nb, assignment.target)
+            run = code_only(body)
         if not body.strip():
             raise BrokenSubmission("the answer cell is empty")
         if assignment.mode == "tests":
-            _check_parses(body)
-            _score_tests(body, assignment, result)
+            _check_parses(code_only(body))  # line numbers of the answer itself first
+            _check_parses(run)
+            _score_tests(body, run, assignment, result)
         else:
             _score_rubric(body, assignment, result)
     except BrokenSubmission as exc:
@@ -178,7 +194,11 @@ def process(
     if nb is not None and index >= 0 and not result.retry:
         target = out_dir / f"{student}.ipynb"
         try:
-            _write_feedback_notebook(nb, index, result, assignment, target)
+            if assignment.nbgrader is not None:  # where nbgrader's students read feedback
+                folder = Path(assignment.feedback) / student / assignment.title
+                target = nbgrader_feedback.write(nb, assignment.nbgrader, result, sub, folder)
+            else:
+                _write_feedback_notebook(nb, index, result, assignment, target)
             result.feedback_notebook = str(target)
         except Exception as exc:  # an odd notebook costs its feedback copy, not the run
             result.problem = f"no feedback notebook: {type(exc).__name__}: {str(exc)[:150]}"
@@ -197,20 +217,47 @@ def _guarded(
         return Result(student, str(shown), f"error: {type(exc).__name__}: {str(exc)[:200]}")
 
 
+_EMPTY_NOTEBOOK = '{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
+
+
+def warm_up(assignment: Assignment) -> None:
+    """The heavy imports, once, before the lanes start: nbformat and its schema validator,
+    IPython's input transformer, and the model SDK. Left to the lanes, every lane waits on the
+    same import lock at once, and an SDK import on the engine's event loop thread holds up
+    every model call in flight while the lanes slow the import (benchmarks/feedback.py)."""
+    import nbformat
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    nbformat.reads(_EMPTY_NOTEBOOK, as_version=4)  # builds the validator
+    TransformerManager()
+    spec = assignment.engine.spec if assignment.engine is not None else ""
+    if spec.startswith("anthropic"):
+        with contextlib.suppress(ImportError):  # the engine says so, with its fix, at its call
+            import anthropic  # noqa: F401
+
+
+def default_jobs() -> int:
+    """Lanes that keep the cores busy: a lane mostly waits (on the sandbox's processes, on the
+    model), so eight per core (benchmarks/feedback.py measures it)."""
+    return 8 * (os.cpu_count() or 1)
+
+
 def run(
     students: Mapping[Submission, str] | Mapping[Path, str],
     assignment: Assignment,
     out_dir: Path,
     *,
-    jobs: int = 4,
+    jobs: int | None = None,
     force: bool = False,
     on_done: Callable[[Result, int, int], None] | None = None,
 ) -> list[Result]:
-    """Every notebook (submission or path -> student), `jobs` at a time; results in the order
-    given."""
+    """Every notebook (submission or path -> student), `jobs` at a time (default_jobs());
+    results in the order given."""
     names: dict[Submission | Path, str] = dict(students.items())
     files = list(names)
     out_dir.mkdir(parents=True, exist_ok=True)
+    warm_up(assignment)
+    jobs = jobs or default_jobs()
     results: dict[Submission | Path, Result] = {}
     lock = threading.Lock()
     with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="tg-feedback") as pool:

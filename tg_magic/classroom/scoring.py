@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import objectives, sandbox
 from ..engines import Engine
@@ -16,7 +16,10 @@ from ..objectives import LossSpec
 from ..variable import Variable
 from .teacher_tests import HIDDEN_MESSAGE, TeacherTests
 
-RESULT_VERSION = 2  # bump when a result file written by an older version must be redone
+if TYPE_CHECKING:
+    from .nbgrader import SourceNotebook
+
+RESULT_VERSION = 3  # bump when a result file written by an older version must be redone
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,8 @@ class Assignment:
     solution: str = ""  # the teacher's reference solution, for the leak check
     name: str = ""  # the gradebook column (default: the target)
     allow_unsandboxed: bool = False
+    nbgrader: SourceNotebook | None = None  # nbgrader's layout: the teacher's notebook
+    feedback: str = ""  # nbgrader's feedback/ folder: the pages go to feedback/STUDENT/NAME/
 
     @property
     def title(self) -> str:
@@ -44,7 +49,11 @@ class Assignment:
     def fingerprint(self, submission: bytes) -> str:
         digest = hashlib.sha256()
         spec = self.engine.spec if self.engine else "default"
-        parts = (str(RESULT_VERSION), self.target, self.mode, self.text, self.solution, spec)
+        parts: tuple[str, ...] = (
+            str(RESULT_VERSION), self.target, self.mode, self.text, self.solution, spec
+        )  # fmt: skip
+        if self.nbgrader is not None:  # the setup cells and the solution cells run
+            parts += (repr(self.nbgrader.cells), repr(self.nbgrader.solutions), self.feedback)
         for part in parts:
             digest.update(part.encode("utf-8", "replace") + b"\0")
         digest.update(submission)

@@ -12,6 +12,7 @@ between the check and the read.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import stat
 from collections.abc import Iterable, Iterator, Sequence
@@ -328,24 +329,67 @@ def _magic_target(source: str) -> tuple[str, str] | None:
 
 def find_answer(nb: Any, target: str) -> tuple[int, str]:
     """The index and the text of the answer cell: the `%%tgvariable TARGET` cell, else the
-    first cell tagged TARGET. The magic line is not part of the text."""
+    first cell tagged TARGET or nbgrader's solution cell with grade_id TARGET. The magic line
+    is not part of the text."""
     tagged = None
     for index, cell in enumerate(nb.cells):
         source = cell.get("source", "")
         magic = _magic_target(source) if cell.get("cell_type") == "code" else None
         if magic is not None and magic[0] == target:
             return index, source.lstrip().split("\n", 1)[1] if "\n" in source.lstrip() else ""
-        tags = cell.get("metadata", {}).get("tags", [])
-        if tagged is None and isinstance(tags, list) and target in tags:
+        meta = cell.get("metadata", {})
+        tags = meta.get("tags", [])
+        graded = meta.get("nbgrader") if isinstance(meta.get("nbgrader"), dict) else {}
+        solution = graded.get("solution") and graded.get("grade_id") == target  # nbgrader's
+        if tagged is None and ((isinstance(tags, list) and target in tags) or solution):
             body = source
             if magic is not None:
                 body = source.lstrip().split("\n", 1)[1] if "\n" in source.lstrip() else ""
             tagged = index, body
     if tagged is None:
         raise BrokenSubmission(
-            f"no answer cell: no `%%tgvariable {target}` cell and no cell tagged {target}"
+            f"no answer cell: no `%%tgvariable {target}` cell, no cell tagged {target} and no "
+            f"nbgrader solution cell {target}"
         )
     return tagged
+
+
+_PYTHON_CELL_MAGICS = {"tgvariable", "time", "timeit", "capture", "prun"}
+_IPYTHON_CALL = re.compile(r"get_ipython\(\)\.\w+\(.*\)")
+
+
+def code_only(source: str) -> str:
+    """A cell's Python as the sandbox runs it: IPython's `%`, `!` and `?` lines become `pass`
+    (indentation kept, so blocks still parse), a Python cell magic's line (`%%tgvariable`,
+    `%%time`) goes, a cell in another language (`%%bash`) is empty."""
+    lines = source.split("\n")
+    first = next((i for i, line in enumerate(lines) if line.strip()), None)
+    if first is not None and lines[first].lstrip().startswith("%%"):
+        name = (lines[first].lstrip()[2:].split() or [""])[0]
+        if name not in _PYTHON_CELL_MAGICS:
+            return ""
+        lines[first] = ""
+    text = "\n".join(lines)
+    if not any(mark in text for mark in ("%", "!", "?")):
+        return text
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    try:
+        # a first line that is not blank: IPython drops leading blank lines
+        done = TransformerManager().transform_cell("pass\n" + text).split("\n")[1:]
+    except Exception:  # not valid IPython either: the parse of the code says why
+        return text
+    if len(done) < len(lines):
+        return text
+    out = []
+    for before, after in zip(lines, done, strict=False):
+        if before == after or "get_ipython()." not in after:
+            out.append(before)
+        elif after.lstrip().startswith("get_ipython()."):
+            out.append(after[: len(after) - len(after.lstrip())] + "pass")
+        else:
+            out.append(_IPYTHON_CALL.sub("None", after))
+    return "\n".join(out)
 
 
 def read_notebook(data: bytes) -> Any:

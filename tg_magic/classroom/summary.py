@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import html
 import io
+import os
 from pathlib import Path
 
 from .results import Result, spreadsheet_cell, write_atomic
@@ -72,6 +73,14 @@ details div { max-width: 40em; white-space: pre-wrap; }
 """
 
 
+def _relative(target: str, folder: Path) -> str:
+    """The link from the summary to a feedback file (beside it, or nbgrader's feedback/)."""
+    try:
+        return Path(os.path.relpath(target, folder)).as_posix()
+    except ValueError:  # another drive
+        return Path(target).as_uri()
+
+
 def write_html(results: list[Result], assignment: Assignment, path: Path) -> None:
     """A self-contained page (inline CSS, nothing external): one row per student, one column
     per test, and how many students passed each test."""
@@ -88,7 +97,7 @@ def write_html(results: list[Result], assignment: Assignment, path: Path) -> Non
     for r in results:
         status = "ok" if r.ok else esc(r.status.removeprefix("error: "))
         link = (
-            f'<a href="{esc(Path(r.feedback_notebook).name)}">{esc(r.student)}</a>'
+            f'<a href="{esc(_relative(r.feedback_notebook, path.parent))}">{esc(r.student)}</a>'
             if r.feedback_notebook
             else esc(r.student)
         )

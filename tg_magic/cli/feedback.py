@@ -32,11 +32,32 @@ class _Progress:
         self.stream.flush()
 
 
+def _batch_progress(status: Any) -> None:
+    """A line each time a Message Batch's counts change (they move when the batch ends)."""
+    _Progress(f"batch {status.id}", status.total).update(status.ended, str(status))
+
+
 def cmd_feedback(args: argparse.Namespace) -> int:
     from .. import classroom, sandbox
     from ..classroom import gradebook
+    from ..classroom.nbgrader import find_config
     from ..classroom.teacher_tests import TeacherTests
 
+    if args.nbgrader is not None or (not args.submissions and find_config(Path.cwd())):
+        from .feedback_nbgrader import cmd_nbgrader
+
+        return cmd_nbgrader(args)
+    for value, what in ((args.submissions, "SUBMISSION"), (args.target, "--target NAME")):
+        if not value:
+            return fail("feedback", f"{what} is required (or --nbgrader COURSE_DIR for nbgrader)")
+    if not (args.tests or args.rubric):
+        return fail(
+            "feedback",
+            "one of the arguments --tests --rubric is required "
+            "(or --nbgrader COURSE_DIR for an nbgrader course)",
+        )
+    if not args.out:
+        return fail("feedback", "--out DIR is required: the folder for the results")
     loss_file = Path(args.tests or args.rubric).expanduser()
     option = "--tests" if args.tests else "--rubric"
     if not loss_file.is_file():
@@ -44,6 +65,8 @@ def cmd_feedback(args: argparse.Namespace) -> int:
     text = loss_file.read_text(encoding="utf-8")
     if not text.strip():
         return fail("feedback", f"{option} {loss_file} is empty")
+    if args.tests and loss_file.suffix == ".ipynb":
+        return fail("feedback", _notebook_as_tests(loss_file))
     if args.tests:
         TeacherTests.parse(text)  # tests that do not parse: one line, before any notebook
         if not args.unsandboxed and not sandbox.available():
@@ -58,7 +81,7 @@ def cmd_feedback(args: argparse.Namespace) -> int:
         if not solution_file.is_file():
             return fail("feedback", f"--solution {solution_file}: file not found")
         solution = solution_file.read_text(encoding="utf-8")
-    if args.jobs < 1:
+    if args.jobs is not None and args.jobs < 1:
         return fail("feedback", "--jobs must be at least 1")
     students, layout_name = classroom.discover(args.submissions, args.target, args.assignment)
     if not students:
@@ -76,6 +99,11 @@ def cmd_feedback(args: argparse.Namespace) -> int:
         name=args.assignment or layout_name or args.target,
         allow_unsandboxed=args.unsandboxed,
     )
+    batching = False
+    if args.batch:  # the record in --out lets an interrupted run read its batches' answers
+        from ..engines import batches
+
+        batching = batches.start(out_dir / batches.RECORD_NAME, assignment.engine, _batch_progress)
     bar = _Progress("feedback", len(students))
     bar.update(0)
 
@@ -105,9 +133,28 @@ def cmd_feedback(args: argparse.Namespace) -> int:
         f"{counted['error']} with errors): {out_dir / 'summary.csv'}, "
         f"{out_dir / 'summary.html'}, {out_dir / 'gradebook.csv'}"
     )
+    if batching:
+        print(batches.summary())
     if counted["ok"] == 0:
         return fail("feedback", "no notebook could be scored (see the rows above)", EXIT_FAILED)
     return 0
+
+
+def _notebook_as_tests(path: Path) -> str:
+    """Why a notebook given as --tests is refused, and what to do instead."""
+    from ..classroom.nbgrader import is_test_cell
+    from ..classroom.submissions import BrokenSubmission, read_notebook
+
+    try:
+        cells = read_notebook(path.read_bytes()).cells
+    except (OSError, BrokenSubmission):
+        cells = []
+    if any(is_test_cell(c) for c in cells):
+        return (
+            f"--tests {path} is an nbgrader notebook: run over the course with --nbgrader "
+            "COURSE_DIR --assignment NAME (its test cells, hidden tests and points are read there)"
+        )
+    return f"--tests {path} is a notebook with no nbgrader test cells: give a .py tests file"
 
 
 HELP = "score submitted notebooks and write a hint into each"
@@ -119,21 +166,31 @@ DESCRIPTION = (
 
 
 def arguments(p: Any) -> None:
-    p.add_argument("submissions", nargs="+", metavar="SUBMISSION", help=".ipynb files or folders")
+    p.add_argument("submissions", nargs="*", metavar="SUBMISSION", help=".ipynb files or folders")
     p.add_argument(
         "--target",
-        required=True,
         metavar="NAME",
-        help="the answer cell: %%%%tgvariable NAME, or a cell tagged NAME",
+        help="the answer cell: %%%%tgvariable NAME, or a cell tagged NAME (nbgrader: a solution "
+        "cell's grade_id; default: every solution cell the test cells use)",
     )
-    loss = p.add_mutually_exclusive_group(required=True)
+    p.add_argument(
+        "--nbgrader",
+        nargs="?",
+        const="",
+        metavar="COURSE_DIR",
+        help="an nbgrader course (default: the one whose nbgrader_config.py is here or above): "
+        "tests from source/NAME/, answers from submitted/, pages to feedback/",
+    )
+    loss = p.add_mutually_exclusive_group()
     loss.add_argument("--tests", metavar="FILE", help="Python tests (asserts or test_* functions)")
     loss.add_argument("--rubric", metavar="FILE", help="a rubric in words, for an LLM judge")
-    p.add_argument("--out", required=True, metavar="DIR", help="folder for the results")
+    p.add_argument(
+        "--out", metavar="DIR", help="folder for the results (nbgrader: COURSE/tg-magic/NAME)"
+    )
     p.add_argument(
         "--engine", help="engine for hints and the judge (default: Claude with a key, else local)"
     )
-    p.add_argument("--jobs", type=int, default=4, help="notebooks at once (default 4)")
+    p.add_argument("--jobs", type=int, help="notebooks at once (default: 8 per core)")
     p.add_argument("--timeout", type=float, default=20.0, help="seconds per test run")
     p.add_argument("--force", action="store_true", help="redo notebooks finished before")
     p.add_argument(
@@ -148,5 +205,11 @@ def arguments(p: Any) -> None:
         "--unsandboxed",
         action="store_true",
         help="run the tests without bubblewrap (only for code you trust)",
+    )
+    p.add_argument(
+        "--batch",
+        action="store_true",
+        help="send the model calls as Message Batches: half the price, answers in minutes; "
+        "an interrupted run reads the batches it sent (recorded in --out) instead of paying again",
     )
     p.set_defaults(func=cmd_feedback)
