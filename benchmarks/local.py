@@ -1,92 +1,185 @@
-"""How fast is the embedded model? Load time, time to first token, tokens/s, peak memory, and
-one TextGrad optimization iteration (a batch of 8) on the local engine.
+"""How fast is the embedded model? Load time, time to first token, tokens/s on 1 and 2 threads,
+prompt evaluation, k = 1, 4, 8 requests decoded at once against one after another, peak memory,
+one TextGrad optimization iteration (a batch of 8) on the local engine, and the keyless demo.
 
-    python benchmarks/local.py [--repeat N] [--no-iteration]
+    python benchmarks/local.py [--repeat N] [--no-iteration] [--demo]
 
-Figures vary with other load on the machine: each timing is the best of --repeat runs.
+Figures vary with other load on the machine: each timing is the best of --repeat runs, and the
+load (other processes' CPU, in cores) is printed beside the figures that depend on it.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import re
 import resource
 import statistics
+import subprocess
 import sys
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import tg_magic as tg
-from tg_magic.engines import METER
+from tg_magic.engines import METER, Request, local_threads
 from tg_magic.engines import local as local_engine
+from tg_magic.engines.local_batch import Decoder, Job
 
+ROOT = Path(__file__).resolve().parents[1]
 STORY = "Write a long story about a cat who travels the world, with many details."
+TOPICS = ["a cat", "the sea", "a robot", "a city", "a river", "a dragon", "a baker", "a comet"]
 
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def measure_load() -> tuple[float, float, Any]:
+def others_now(seconds: float = 0.5) -> float | None:
+    """Cores' worth of CPU that other processes use, over a short window."""
+    probe = local_threads.LoadProbe()
+    time.sleep(seconds)
+    return probe()
+
+
+def load(reading: float | None) -> str:
+    return "load unknown" if reading is None else f"other processes used {reading:.2f} cores"
+
+
+@contextmanager
+def threads(n: int) -> Iterator[None]:
+    """A fixed llama.cpp thread count for the decoders made inside (TG_MAGIC_LOCAL_THREADS)."""
+    before = os.environ.get(local_threads.THREADS_ENV)
+    os.environ[local_threads.THREADS_ENV] = str(n)
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[local_threads.THREADS_ENV]
+        else:
+            os.environ[local_threads.THREADS_ENV] = before
+
+
+def job(engine: local_engine.LocalEngine, prompt: str, max_tokens: int, **kw: str) -> Job:
+    return engine._job(Request(prompt, None, max_tokens, **kw))  # type: ignore[arg-type]
+
+
+def timed(decoder: Decoder, jobs: list[Job]) -> tuple[float, float, int]:
+    """Submit `jobs` at once: (seconds until every prompt is in, seconds from then until every
+    reply is done, tokens generated)."""
+    start = time.perf_counter()
+    futures = [decoder.submit(j) for j in jobs]
+    for j in jobs:
+        j.started.wait()
+    prompts_in = time.perf_counter()
+    tokens = sum(len(f.result().tokens) for f in futures)
+    return prompts_in - start, time.perf_counter() - prompts_in, tokens
+
+
+def measure_load() -> tuple[float, float, local_engine.LocalEngine]:
     """Seconds to import llama_cpp, and to load the default model (first use in this process)."""
     start = time.perf_counter()
     import llama_cpp  # noqa: F401
 
     imported = time.perf_counter() - start
     engine = local_engine.LocalEngine(None)
-    loaded = engine.loaded()
-    return imported, loaded.load_seconds, loaded.llama
+    return imported, engine.loaded().load_seconds, engine
 
 
-def time_to_first_token(llama: Any) -> float:
-    """Stream a short completion with the engine's settings; seconds until the first text."""
-    llama.reset()
+def time_to_first_token(engine: local_engine.LocalEngine, i: int) -> float:
+    """Seconds for a one-token reply to a new short question (prompt evaluation, one token)."""
     start = time.perf_counter()
-    stream = llama.create_chat_completion(
-        messages=[{"role": "user", "content": "What is the capital of France?"}],
-        max_tokens=16,
-        temperature=0.0,
-        seed=local_engine.SEED,
-        stream=True,
-    )
-    first = None
-    for chunk in stream:
-        if first is None and chunk["choices"][0]["delta"].get("content"):
-            first = time.perf_counter() - start
-    assert first is not None, "the model produced no text"
-    return first
+    engine.generate(f"What is the capital of France? ({i})", max_tokens=1)
+    return time.perf_counter() - start
 
 
-def generation_speed(llama: Any, grammar: Any = None, tokens: int = 128) -> tuple[float, int]:
-    """Tokens/s of a ~128-token reply, first token to last (prompt evaluation excluded)."""
-    llama.reset()
-    stream = llama.create_chat_completion(
-        messages=[{"role": "user", "content": STORY}],
-        max_tokens=tokens,
-        temperature=0.0,
-        seed=local_engine.SEED,
-        grammar=grammar,
-        stream=True,
-    )
-    times = [time.perf_counter() for chunk in stream if chunk["choices"][0]["delta"].get("content")]
-    return (len(times) - 1) / (times[-1] - times[0]), len(times)
+def per_thread_count(engine: local_engine.LocalEngine, repeat: int) -> None:
+    """Generation and prompt evaluation speed on 1 and 2 threads, with and without the
+    optimizer's grammar (the grammar slows a token by one check of the best candidates)."""
+    llama = engine.loaded().llama
+    words = random.Random(0).choices(STORY.split(), k=1500)
+    for n in (1, 2):
+        with threads(n):
+            decoder = Decoder(llama)
+        try:
+            free = constrained = prompt = 0.0
+            for i in range(repeat):
+                _, seconds, tokens = timed(decoder, [job(engine, f"{STORY} ({i})", 128)])
+                free = max(free, tokens / seconds)
+                structured = job(engine, f"{STORY} [{i}]", 128, structured="improved_variable")
+                _, seconds, tokens = timed(decoder, [structured])
+                constrained = max(constrained, tokens / seconds)
+                long = job(engine, f"{i} " + " ".join(words), 1)
+                seconds, _, _ = timed(decoder, [long])
+                prompt = max(prompt, len(long.tokens) / seconds)
+            print(
+                f"{n} thread{'s' if n > 1 else ''}: generation {free:.0f} tokens/s, "
+                f"{constrained:.0f} with the IMPROVED_VARIABLE grammar; prompt evaluation "
+                f"{prompt:.0f} tokens/s ({len(long.tokens)} tokens)",
+                flush=True,
+            )
+        finally:
+            decoder.close()
 
 
-def prompt_speed(llama: Any, words: int = 1500) -> tuple[float, int]:
-    """Tokens/s of prompt evaluation, for a prompt the size of a gradient prompt."""
-    rng = random.Random(0)
-    vocabulary = STORY.split()
-    text = " ".join(rng.choice(vocabulary) for _ in range(words))
-    llama.reset()
-    start = time.perf_counter()
-    reply = llama.create_completion(text, max_tokens=1, temperature=0.0)
-    n = int(reply["usage"]["prompt_tokens"])
-    return n / (time.perf_counter() - start), n
+def together_vs_one_by_one(engine: local_engine.LocalEngine, repeat: int) -> None:
+    """k requests in flight at once against the same k one after another, each on a decoder of
+    its own (nothing shared between the two ways), on the thread count chosen for the load."""
+    llama = engine.loaded().llama
+    for k in (1, 4, 8):
+        best_one = best_all = 0.0
+        wall_one = wall_all = float("inf")
+        for r in range(repeat):
+            prompts = [f"Write a long story about {TOPICS[i]} ({r})." for i in range(k)]
+            one = Decoder(llama)
+            try:
+                results = [timed(one, [job(engine, p, 64)]) for p in prompts]
+            finally:
+                one.close()
+            seconds = sum(s for _, s, _ in results)
+            best_one = max(best_one, sum(t for _, _, t in results) / seconds)
+            wall_one = min(wall_one, sum(p + s for p, s, _ in results))
+            together = Decoder(llama)
+            try:
+                prompt_s, seconds, tokens = timed(together, [job(engine, p, 64) for p in prompts])
+            finally:
+                together.close()
+            best_all = max(best_all, tokens / seconds)
+            wall_all = min(wall_all, prompt_s + seconds)
+        print(
+            f"k={k}: at once {best_all:.0f} tokens/s, one after another {best_one:.0f} tokens/s "
+            f"(ratio {best_all / best_one:.2f}); wall {wall_all:.1f} s vs {wall_one:.1f} s",
+            flush=True,
+        )
+
+
+def demo_wall_time() -> None:
+    """`tg-magic demo` with no API key and no reply cache, as a user runs it: wall time, and
+    the other processes' CPU meanwhile (the machine's busy time less the demo's own)."""
+    env = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
+    env["TG_MAGIC_CACHE"] = "off"
+    before, start = local_threads.cpu_times(), time.perf_counter()
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run(
+        [sys.executable, "-c", "from tg_magic.cli import main; raise SystemExit(main())", "demo"],
+        cwd=ROOT, env=env,
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    wall = time.perf_counter() - start
+    after = local_threads.cpu_times()
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    demo_cpu = (used.ru_utime + used.ru_stime) - (children.ru_utime + children.ru_stime)
+    others = None
+    if before.machine is not None and after.machine is not None:
+        others = max(0.0, (after.machine - before.machine - demo_cpu) / wall)
+    total = next((ln for ln in done.stdout.splitlines() if ln.startswith("total:")), "")
+    print(f"keyless demo: {wall:.1f} s wall (bound: 60 s), {demo_cpu:.0f} s CPU; {load(others)}")
+    print(f"  {total or done.stderr.strip()[-300:]}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -186,33 +279,33 @@ def iteration_on_local() -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="runs per timing (best is shown)")
     parser.add_argument("--no-iteration", action="store_true", help="skip the W8 iteration")
+    parser.add_argument("--demo", action="store_true", help="also time `tg-magic demo` (~1 min)")
     args = parser.parse_args()
     tg.set_cache(None)  # measure the model, not the cache
 
-    imported, load, llama = measure_load()
+    print(f"before: {load(others_now())}", flush=True)
+    imported, seconds, engine = measure_load()
     print(f"import llama_cpp: {imported:.2f} s")
+    decoder = engine.loaded().decoder
     name = local_engine.default_model_path().name
-    print(f"load time: {load:.2f} s ({name}, {local_engine._threads()} threads)")
-    ttft = [time_to_first_token(llama) for _ in range(args.repeat)]
+    print(f"load time: {seconds:.2f} s ({name}, {decoder.stats.threads} threads for the load)")
+    ttft = [time_to_first_token(engine, i) for i in range(args.repeat)]
     median = statistics.median(ttft)
     print(f"time to first token: {min(ttft) * 1000:.0f} ms (median {median * 1000:.0f} ms)")
-    free = [generation_speed(llama) for _ in range(args.repeat)]
-    print(f"generation: {max(s for s, _ in free):.1f} tokens/s ({free[0][1]} tokens, no grammar)")
-    grammar = local_engine._improved_variable_grammar()
-    constrained = [generation_speed(llama, grammar) for _ in range(args.repeat)]
-    print(
-        f"generation with the IMPROVED_VARIABLE grammar: {max(s for s, _ in constrained):.1f} "
-        f"tokens/s ({constrained[0][1]} tokens)"
-    )
-    prompts = [prompt_speed(llama) for _ in range(args.repeat)]
-    print(f"prompt evaluation: {max(s for s, _ in prompts):.0f} tokens/s ({prompts[0][1]} tokens)")
+    per_thread_count(engine, args.repeat)
+    together_vs_one_by_one(engine, args.repeat)
     print(f"peak RSS: {peak_rss_mb():.0f} MB", flush=True)
     if not args.no_iteration:
         iteration_on_local()
+        print(f"  decoder: {decoder.stats.batched_steps} of {decoder.stats.steps} steps decoded "
+              f"several sequences (at most {decoder.stats.widest})")  # fmt: skip
         print(f"peak RSS after the iteration: {peak_rss_mb():.0f} MB")
+    if args.demo:
+        demo_wall_time()
+    print(f"after: {load(others_now())}")
 
 
 if __name__ == "__main__":

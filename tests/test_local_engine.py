@@ -1,13 +1,12 @@
 """The embedded local engine, really generating with SmolLM2-135M through llama.cpp.
 
-Replies are kept short (small max_tokens): ~10 s on 2 idle cores, ~2 min when they are busy.
+Replies are kept short (small max_tokens): ~1 min on 2 idle cores, a few minutes when they are busy.
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib.util
-import os
 import subprocess
 import sys
 import textwrap
@@ -20,10 +19,11 @@ import pytest
 
 import tg_magic as tg
 from tg_magic import prompts
-from tg_magic.engines import METER, get_engine
+from tg_magic.engines import METER, get_engine, local_prompt, local_threads
 from tg_magic.engines import local as local_module
 from tg_magic.engines.base import IMPROVED_VARIABLE
 from tg_magic.engines.local import LocalEngine, default_model_path
+from tg_magic.engines.local_batch import CHUNK, Decoder, Job
 from tg_magic.errors import EngineError, InputError
 
 
@@ -40,6 +40,7 @@ def _missing() -> str | None:
 pytestmark = pytest.mark.skipif(_missing() is not None, reason=_missing() or "")
 
 OPEN, CLOSE = prompts.OPEN, prompts.CLOSE
+LONG_REPLY = "Write a long story about a cat who travels the world, with many details."
 
 
 @pytest.fixture(autouse=True)
@@ -142,15 +143,39 @@ def test_bad_paths_are_input_errors(tmp_path: Path) -> None:
         LocalEngine(str(fake))
 
 
-def test_thread_count(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_thread_count_follows_the_free_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every core on an idle machine, fewer when other processes keep cores busy (readings of
+    the other processes' CPU use are injected: no timers)."""
+    monkeypatch.delenv("TG_MAGIC_LOCAL_THREADS", raising=False)
+    cores = local_threads.cores()
+    assert local_module._threads(probe=lambda: 0.0) == cores  # idle
+    assert local_module._threads(probe=lambda: 0.1) == cores  # a notebook server's odd work
+    assert local_module._threads(probe=lambda: float(cores)) == 1  # all cores busy
+    assert local_threads.choose(2, 0.0) == 2
+    assert local_threads.choose(2, 0.7) == 1  # another process got 0.7 of a core: share none
+    assert local_threads.choose(2, 1.0) == 1
+    assert local_threads.choose(8, 2.0) == 6
+    assert local_threads.choose(1, 0.0) == 1
+
+
+def test_thread_count_override(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TG_MAGIC_LOCAL_THREADS", "1")
-    assert local_module._threads() == 1
+    assert local_module._threads(probe=lambda: 0.0) == 1  # even on an idle machine
+    monkeypatch.setenv("TG_MAGIC_LOCAL_THREADS", "3")
+    assert local_module._threads(probe=lambda: 2.0) == 3  # even on a busy one
     monkeypatch.setenv("TG_MAGIC_LOCAL_THREADS", "many")
-    with pytest.raises(InputError, match="TG_MAGIC_LOCAL_THREADS"):
-        local_module._threads()
-    monkeypatch.delenv("TG_MAGIC_LOCAL_THREADS")
-    cores = len(os.sched_getaffinity(0))
-    assert local_module._threads() == (cores if cores > 4 else max(1, cores - 1))
+    with pytest.raises(InputError, match=r"TG_MAGIC_LOCAL_THREADS='many'.*whole number"):
+        local_module._threads(probe=lambda: 0.0)
+
+
+def test_other_processes_cpu_is_measured() -> None:
+    """The load is the machine's busy CPU time less this process's own, per second."""
+    before = local_threads.CpuTimes(machine=100.0, own=10.0, at=50.0)
+    after = local_threads.CpuTimes(machine=103.0, own=11.5, at=52.0)
+    assert local_threads.others_busy(before, after) == pytest.approx(0.75)
+    assert local_threads.others_busy(before, local_threads.CpuTimes(None, 11.5, 52.0)) is None
+    reading = local_threads.LoadProbe()()  # a real reading of this machine
+    assert reading is None or 0.0 <= reading <= local_threads.cores() + 0.5
 
 
 def test_missing_model_package_is_an_engine_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -196,43 +221,233 @@ def test_concurrent_calls_complete_without_blocking_the_loop(engine: LocalEngine
     assert ticks > 5  # the event loop kept running while the model generated
 
 
-def test_a_cancelled_queued_call_never_runs(
+def test_a_cancelled_call_stops_generating(
     engine: LocalEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    started: list[str] = []
-    generate = LocalEngine._generate
+    """A call cancelled while the model generates its reply frees the model at the next token;
+    the call beside it finishes with the reply it gets alone."""
+    jobs: list[Job] = []
+    long_submitted = threading.Event()
+    submit = Decoder.submit
 
-    def counting(self: LocalEngine, request: tg.engines.Request) -> object:
-        started.append(request.prompt)
-        return generate(self, request)
+    def recording(self: Decoder, job: Job) -> object:
+        jobs.append(job)
+        if job.max_tokens == 400:
+            long_submitted.set()
+        return submit(self, job)
 
-    monkeypatch.setattr(LocalEngine, "_generate", counting)
+    monkeypatch.setattr(Decoder, "submit", recording)
+    decoder = engine.loaded().decoder
+    beside = "Name a colour (cancel test)."
+    alone = engine.generate(beside, max_tokens=24)
 
     async def main() -> str:
-        first = asyncio.create_task(engine.agenerate("Count to twenty.", max_tokens=32))
-        queued = asyncio.create_task(engine.agenerate("Never asked.", max_tokens=32))
-        await asyncio.sleep(0.05)
-        queued.cancel()
+        # greedy, so always the same reply: one that runs to its 400 tokens
+        long = asyncio.create_task(engine.agenerate(LONG_REPLY, max_tokens=400))
+        other = asyncio.create_task(engine.agenerate(beside, max_tokens=24))
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, long_submitted.wait)
+        long_job = next(j for j in jobs if j.max_tokens == 400)
+        await loop.run_in_executor(None, long_job.started.wait)
+        cancelled = decoder.stats.cancelled
+        long.cancel()
         with pytest.raises(asyncio.CancelledError):
-            await queued
-        return await first
+            await long
+        reply = await other
+        done = await engine.agenerate("Say yes (after the cancel).", max_tokens=4)
+        assert done.strip()
+        assert decoder.stats.cancelled == cancelled + 1
+        return reply
 
-    assert asyncio.run(main()).strip()
-    assert started == ["Count to twenty."]
+    assert asyncio.run(main()) == alone
+    assert next(j for j in jobs if j.max_tokens == 400).future.cancelled()
+
+
+def _alone(engine: LocalEngine, request: tg.engines.Request) -> str:
+    """The reply to `request` from a decoder of its own, with nothing in flight beside it."""
+    decoder = Decoder(engine.loaded().llama)
+    try:
+        return decoder.submit(engine._job(request)).result().text
+    finally:
+        decoder.close()
+
+
+def test_requests_in_flight_are_decoded_together(engine: LocalEngine) -> None:
+    """k calls in flight at once (greedy, sampled, grammar-constrained; prompts of different
+    lengths) finish with the replies each gets alone, and shared the model's decode steps."""
+    system = prompts.OPTIMIZER_SYSTEM_SMALL
+    colours = "Name three colours (batch test)."
+    calls = [
+        (engine, colours, None, 24, None),
+        (engine.with_temperature(0.8, 7), colours, None, 24, None),
+        (engine.with_temperature(1.2, 8), colours, None, 24, None),
+        (engine, f"Copy this text exactly:\n{OPEN}\nCount every object.\n{CLOSE}", system, 48,
+         IMPROVED_VARIABLE),
+        (engine, "Summarize: " + "The quick brown fox jumps over the lazy dog. " * 40, None, 16,
+         None),
+        (engine, "What is 2 + 2? (batch test)", None, 12, None),
+    ]  # fmt: skip
+    alone = [_alone(e, tg.engines.Request(p, s, m, structured=st)) for e, p, s, m, st in calls]
+    assert alone[3] == f"{OPEN}\nCount every object.\n{CLOSE}"  # the grammar held
+    decoder = engine.loaded().decoder
+    before = decoder.stats.batched_steps
+
+    async def together() -> list[str]:
+        return list(
+            await asyncio.gather(
+                *(e.agenerate(p, s, max_tokens=m, structured=st) for e, p, s, m, st in calls)
+            )
+        )
+
+    assert asyncio.run(together()) == alone
+    assert decoder.stats.batched_steps - before >= 10
+    assert decoder.stats.widest >= 4
+
+
+def test_a_prompt_in_flight_twice_is_evaluated_once(engine: LocalEngine) -> None:
+    """The k candidates of a step share their prompt: it is evaluated once and copied, and
+    each candidate's reply is the one it gets alone."""
+    request = tg.engines.Request("Suggest a name for a cat (shared prompt test).", None, 24)
+    variants = [engine] + [engine.with_temperature(t, 5) for t in (0.6, 1.0, 1.2)]
+    alone = [_alone(v, request) for v in variants]
+    assert len(set(alone)) > 1  # sampled: not all the same reply
+    size = len(engine._job(request).tokens)
+    decoder = Decoder(engine.loaded().llama)
+    try:
+        futures = [decoder.submit(v._job(request)) for v in variants]
+        assert [f.result().text for f in futures] == alone
+        assert decoder.stats.prompt_tokens == size
+        assert decoder.stats.shared_tokens == 3 * size
+    finally:
+        decoder.close()
+
+
+def test_prompts_sharing_a_long_start_share_whole_chunks(engine: LocalEngine) -> None:
+    """Prompts that begin alike share the CHUNKs of their start (evaluated the same way as
+    alone), and still get the replies they get alone."""
+    start = "Notes: " + " ".join(f"item {i} is fine;" for i in range(150))  # ~1100 tokens
+    requests = [
+        tg.engines.Request(start + " Which item is first?", None, 12),
+        tg.engines.Request(start + " Which item is last?", None, 12),
+    ]
+    alone = [_alone(engine, r) for r in requests]
+    a, b = (engine._job(r).tokens for r in requests)
+    common = next(i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y)
+    assert common >= 2 * CHUNK
+    decoder = Decoder(engine.loaded().llama)
+    try:
+        first = decoder.submit(engine._job(requests[0]))
+        assert first.result().text == alone[0]
+        assert decoder.submit(engine._job(requests[1])).result().text == alone[1]
+        assert decoder.stats.shared_tokens == common // CHUNK * CHUNK
+        assert decoder.stats.prompt_tokens == len(a) + len(b) - common // CHUNK * CHUNK
+    finally:
+        decoder.close()
+
+
+def test_a_long_request_gets_a_longer_stream(engine: LocalEngine) -> None:
+    """A request longer than a stream of 2048 tokens waits for the running ones, then gets a
+    stream of 4096, with the reply it gets alone."""
+    long = tg.engines.Request("Repeat: " + "alpha beta gamma delta " * 520, None, 8)
+    short = tg.engines.Request("Name a fruit (layout test).", None, 32)
+    alone_long, alone_short = _alone(engine, long), _alone(engine, short)
+    decoder = Decoder(engine.loaded().llama)
+    try:
+        assert engine._job(long).need > 2048
+        first = engine._job(short)
+        decoder.submit(first)
+        first.started.wait()
+        second = decoder.submit(engine._job(long))
+        assert (first.future.result().text, second.result().text) == (alone_short, alone_long)
+        assert decoder.stats.layouts == [(8, 2048), (4, 4096)]
+    finally:
+        decoder.close()
+
+
+def test_threads_adapt_while_generating_and_replies_stay_the_same(
+    engine: LocalEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every core while the machine is idle, one when another process takes the others, every
+    core again when it stops: and the reply is the one a fixed single thread gives."""
+    cores = local_threads.cores()
+    if cores < 2:
+        pytest.skip("needs two cores")
+    monkeypatch.delenv("TG_MAGIC_LOCAL_THREADS", raising=False)
+    readings = iter([0.0] * 4 + [float(cores)] * 4)  # at load, then one reading a step
+    llama = engine.loaded().llama
+    request = tg.engines.Request(LONG_REPLY, None, 24)
+    adaptive = Decoder(llama, probe=lambda: next(readings, 0.0), adapt_every=0.0)
+    try:
+        assert adaptive.stats.threads == cores
+        reply = adaptive.submit(engine._job(request)).result()
+        assert adaptive.stats.thread_changes == [1, cores]
+    finally:
+        adaptive.close()
+    monkeypatch.setenv("TG_MAGIC_LOCAL_THREADS", "1")
+    fixed = Decoder(llama, probe=lambda: 0.0, adapt_every=0.0)
+    try:
+        assert fixed.submit(engine._job(request)).result().tokens == reply.tokens
+        assert fixed.stats.threads == 1 and fixed.stats.thread_changes == []
+    finally:
+        fixed.close()
+
+
+def test_replies_are_llama_cpp_pythons(engine: LocalEngine) -> None:
+    """Greedy and sampled replies, with and without the grammar, are the ones llama-cpp-python's
+    own chat completion gives (the engine before parallel decoding), so cached replies stay the
+    model's and the demo's candidates are the same as before."""
+    import llama_cpp
+
+    reference = llama_cpp.Llama(
+        model_path=str(engine.path), n_ctx=2048, n_threads=1, seed=0, verbose=False
+    )
+    grammar = local_module._improved_variable_grammar()
+    system = prompts.OPTIMIZER_SYSTEM_SMALL
+    improve = f"Improve this text:\n{OPEN}\nI have 5 objects.\n{CLOSE}"
+    try:
+        for prompt, sys_prompt, structured, temperature, seed in [
+            ("Name three colours.", None, None, 0.0, 0),
+            ("Write a haiku about the sea.", "Be brief.", None, 0.0, 0),
+            (improve, system, IMPROVED_VARIABLE, 0.0, 0),
+            ("Name three colours.", None, None, 0.8, 7),
+            (improve, system, IMPROVED_VARIABLE, 1.2, 12345),
+        ]:
+            messages = [{"role": "user", "content": prompt}]
+            if sys_prompt:
+                messages.insert(0, {"role": "system", "content": sys_prompt})
+            reference.reset()
+            out = reference.create_chat_completion(
+                messages=messages,  # type: ignore[arg-type]
+                max_tokens=48,
+                temperature=temperature,
+                seed=seed,
+                grammar=grammar if structured else None,
+            )
+            text = out["choices"][0]["message"]["content"] or ""  # type: ignore[index]
+            if structured:
+                text = local_module._close(text)
+            ours = engine.with_temperature(temperature, seed)
+            assert ours.generate(prompt, sys_prompt, max_tokens=48, structured=structured) == text
+    finally:
+        reference.close()
 
 
 def test_long_prompts_are_cut_in_the_middle(engine: LocalEngine) -> None:
     llama = engine.loaded().llama
     prompt = "START " + "lorem ipsum dolor sit amet " * 3000 + " END"
     request = tg.engines.Request(prompt, "Be brief.", max_tokens=64)
-    messages = local_module._messages(llama, request, 64, 8192)
+    messages = local_prompt.messages(llama, request, 64, 8192)
     user = messages[-1]["content"]
     assert user.startswith("START") and user.endswith("END")
     assert "middle of the text cut" in user
-    used = sum(len(local_module._tokens(llama, m["content"])) for m in messages)
-    assert used <= 8192 - 64 - local_module.TEMPLATE_TOKENS
-    short = local_module._messages(llama, tg.engines.Request("hi", None, 64), 64, 8192)
+    used = sum(len(local_prompt.tokens(llama, m["content"])) for m in messages)
+    assert used <= 8192 - 64 - local_prompt.TEMPLATE_TOKENS
+    short = local_prompt.messages(llama, tg.engines.Request("hi", None, 64), 64, 8192)
     assert short == [{"role": "user", "content": "hi"}]
+    # what the decoder gets: the chat template's tokens, and room for the whole reply
+    job = engine._job(request)
+    assert len(job.tokens) + job.max_tokens <= engine.loaded().context
+    assert job.max_tokens == 64
 
 
 def test_llama_cpp_is_silent() -> None:

