@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.iteration import counting_questions, exact_match, llm_levels
+from benchmarks.iteration import counting_questions, iteration, llm_levels
 from tests.fake_api import FakeMessagesAPI
 
 MODEL = "claude-haiku-5-5"
@@ -46,23 +46,6 @@ def long_prompt(tokens: int) -> str:
     return "\n".join(lines)
 
 
-def iteration(tg, engine, prompt_text: str, batch: list[tuple[str, str]]):  # type: ignore[no-untyped-def]
-    """benchmarks/iteration.py's iteration, with the prompt it starts from given."""
-    prompt = tg.Variable(prompt_text, role_description="system prompt")
-    model = tg.BlackboxLLM(engine, prompt)
-    metric = tg.StringBasedFunction(exact_match, "1 if the prediction is the answer, else 0")
-    losses = []
-    for question, answer in batch:
-        q = tg.Variable(question, role_description="question", requires_grad=False)
-        a = tg.Variable(answer, role_description="correct answer", requires_grad=False)
-        losses.append(metric({"prediction": model(q), "ground_truth_answer": a}))
-    loss = tg.sum(losses)
-    optimizer = tg.TGD([prompt], engine=engine)
-    loss.backward(engine)
-    optimizer.step()
-    return loss
-
-
 def run(tg, fake: FakeMessagesAPI, prompt_text: str, batch, caching: bool):  # type: ignore[no-untyped-def]
     """One iteration on a fresh engine and a fresh provider cache: (usage, wall, loss)."""
     from tg_magic import engines
@@ -77,7 +60,7 @@ def run(tg, fake: FakeMessagesAPI, prompt_text: str, batch, caching: bool):  # t
         engine = tg.get_engine(f"anthropic:{MODEL}")
         with tg.track_usage() as used:
             start = time.perf_counter()
-            loss = iteration(tg, engine, prompt_text, batch)
+            loss, _ = iteration(tg, engine, batch, prompt_text)
             wall = time.perf_counter() - start
     finally:
         usage.CACHE_MINIMUM[MODEL] = minimum

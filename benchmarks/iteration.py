@@ -46,9 +46,13 @@ def exact_match(prediction, ground_truth_answer) -> str:  # type: ignore[no-unty
     return "1" if found and found[-1] == ground_truth_answer.value else "0"
 
 
-def iteration(tg, engine, batch: list[tuple[str, str]]):  # type: ignore[no-untyped-def]
-    """Forward, loss, backward and one step; returns the loss and the optimized prompt."""
-    prompt = tg.Variable("You answer questions about counting.", role_description="system prompt")
+START = "You answer questions about counting."
+
+
+def iteration(tg, engine, batch: list[tuple[str, str]], start: str = START):  # type: ignore[no-untyped-def]
+    """Forward, loss, backward and one step from the prompt `start`; returns the loss and the
+    optimized prompt."""
+    prompt = tg.Variable(start, role_description="system prompt")
     model = tg.BlackboxLLM(engine, prompt)
     metric = tg.StringBasedFunction(exact_match, "1 if the prediction is the answer, else 0")
     losses = []
