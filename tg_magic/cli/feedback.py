@@ -190,7 +190,7 @@ def arguments(p: Any) -> None:
     p.add_argument(
         "--engine", help="engine for hints and the judge (default: Claude with a key, else local)"
     )
-    p.add_argument("--jobs", type=int, help="notebooks at once (default: 8 per core)")
+    p.add_argument("--jobs", type=int, help="notebooks at once (default: 2 per core)")
     p.add_argument("--timeout", type=float, default=20.0, help="seconds per test run")
     p.add_argument("--force", action="store_true", help="redo notebooks finished before")
     p.add_argument(
