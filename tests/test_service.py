@@ -585,3 +585,18 @@ def test_hints_left_is_the_smaller_limit_and_says_when_it_is_the_hourly_one(
     from tg_magic.classroom.client import reply_markdown
 
     assert reply_markdown("median", reply).splitlines()[-1] == shown
+
+
+def test_the_service_and_its_hub_login_need_no_jupyterhub_package() -> None:
+    """The README: the service does the Hub's OAuth itself; `pip install jupyterhub` is not
+    needed on the service's side (it is a test dependency only)."""
+    code = (
+        "import sys\n"
+        "import tg_magic.cli.serve, tg_magic.classroom.service, tg_magic.classroom.hub_oauth\n"
+        "import tg_magic.classroom.hub_api, tg_magic.classroom.auth\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in {'jupyterhub', 'tornado'}))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"

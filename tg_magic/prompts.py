@@ -179,34 +179,6 @@ def _block(tag: str, text: str) -> str:
     return f"<{tag}>\n{text}\n</{tag}>"
 
 
-def gradient_prompt(
-    *,
-    role: str,
-    value: str,
-    call: str,
-    output_role: str,
-    output: str,
-    feedback: str,
-    small: bool = False,
-) -> str:
-    """Ask how `value` (with role `role`) should change, given what its call produced.
-
-    `call` describes the call that used the variable (its other inputs included); `feedback` is
-    the criticism the output received, or "" when the output is itself the objective (a loss).
-    """
-    return "".join(
-        gradient_prompt_parts(
-            role=role,
-            value=value,
-            call=call,
-            output_role=output_role,
-            output=output,
-            feedback=feedback,
-            small=small,
-        )
-    )
-
-
 def gradient_prompt_parts(
     *,
     role: str,
@@ -220,7 +192,7 @@ def gradient_prompt_parts(
 ) -> tuple[str, str]:
     """The gradient prompt in two parts: the variable and the first `call_shared` characters
     of `call` (what every example's request about the same variable shares, so it comes
-    first), then the rest. Joined, they are `gradient_prompt`."""
+    first), then the rest; joined, the whole prompt."""
     if small:
         goal = (
             f"The result was judged:\n{feedback}"
