@@ -3,15 +3,16 @@ and under per-minute limits that bind (requests, then input tokens), in one run.
 
 Each iteration (benchmarks/iteration.py: B counting questions, the exact-match loss, backward
 and one TGD step) goes through the real anthropic SDK to the loopback fake with a fixed latency
-per call, with tg-magic's default settings, from a fresh pace (no limit learned, the cap at the
-`concurrency` setting), its connections already open (a warm run first).
+per call, with tg-magic's default settings, its connections already open (a warm run first).
+The fake runs in a process of its own (the provider's work is not the client's).
 
 - The critical path is read from the fake's log (benchmarks/pipeline.py: every reply numbered,
   a request quoting reply N waited for it), in a run of its own: numbered replies are all
   different, so that run has no identical requests for single flight to share.
-- Without a limit the bound is that critical path: from a fresh pace (a first iteration, whose
-  first round goes at the `concurrency` setting), then from the pace it left (the iterations
-  after it in a training run: the cap has grown).
+- Without a limit the bound is that critical path, from three paces: a new account (nothing
+  learned: the first round goes at the `concurrency` setting), a new process (the cap its
+  account's last process reached, kept by engines/pace_memory.py), and the next iteration of a
+  training run (the pace the last one left).
 - Under a limit of L a minute, chosen so that the iteration needs about --floor seconds more
   than a minute's allowance, the bound is the limit's floor: (what the run used - L) / (L per
   minute) plus the last call's latency (or the critical path, if longer).
@@ -22,12 +23,13 @@ same fake, which then takes the temperature and top_p TextGrad sends: TextGrad 0
 them to `messages.create`, so its venv needs an anthropic SDK that still takes them, <1).
 
     python benchmarks/scale.py [--batches 1,8,64,256] [--latency 0.2] [--floor 15]
-                               [--textgrad-venv PATH] [--textgrad-batches 1,8,64]
+                               [--no-limits] [--textgrad-venv PATH] [--textgrad-batches 1,8,64]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -35,6 +37,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from multiprocessing.managers import BaseManager
 from pathlib import Path
 from typing import Any
 
@@ -71,35 +74,74 @@ class Fake(TimedFake):
         return super()._process(method, path, headers, body, bad)
 
 
-def fresh(fake: Fake, latency: float, limit: dict[str, int], numbered: bool, pace: bool) -> None:
-    """The fake as at the start of a run; with `pace`, a fresh pace for it (else the one the
-    last run left, as the next iteration of a training run finds it)."""
-    from tg_magic.engines import pacing
+class Provider:
+    """The fake, served from a process of its own: the provider's work is not the client's, and
+    on a 2-core machine its 256 request threads would otherwise share the client's core and
+    lock. The benchmark steers it through a multiprocessing manager."""
 
-    fake.reset()
-    fake.log.clear()
-    if numbered:
-        fake.add_rule("", fake.numbered)
-    fake.latency = latency
-    if pace:
-        pacing.forget()
-    if limit:
-        fake.set_limits(**limit, window=60.0)
+    def __init__(self) -> None:
+        self.fake = Fake()
+        self.fake.start()
+
+    def base_url(self) -> str:
+        return self.fake.base_url
+
+    def fresh(self, latency: float, limit: dict[str, int], numbered: bool, sampling: bool) -> None:
+        """The fake as at the start of a run."""
+        fake = self.fake
+        fake.reset()
+        fake.log.clear()
+        if numbered:
+            fake.add_rule("", fake.numbered)
+        fake.latency = latency
+        fake.sampling_ok = sampling
+        if limit:
+            fake.set_limits(**limit, window=60.0)
+
+    def stats(self) -> dict[str, Any]:
+        """The last run as the fake saw it."""
+        fake = self.fake
+        used = fake.rate_limits.used if fake.rate_limits else {"input-tokens": input_tokens(fake)}
+        depth = max(levels(sorted(fake.log)).values(), default=0)
+        return {
+            "calls": fake.calls,
+            "refused": fake.rate_limited,
+            "peak": fake.max_concurrency,
+            "used": dict(used),
+            "depth": depth,
+        }
+
+
+class Manager(BaseManager):
+    pass
+
+
+Manager.register("Provider", Provider)
 
 
 def ours(
-    fake: Fake,
+    provider: Any,
     batch: int,
     latency: float,
     limit: dict[str, int],
     *,
     numbered: bool = False,
-    pace: bool = True,
+    pace: str = "new account",
 ) -> Run:
+    """One iteration, from the pace of `pace`: "new account" (nothing learned: the cap at the
+    `concurrency` setting), "new process" (the cap its account's last process reached, as
+    engines/pace_memory.py keeps it), or "next iteration" (the pace the last run left)."""
     import tg_magic as tg
+    from tg_magic.engines import pace_memory, pacing
 
     engine = tg.get_engine(f"anthropic:{MODEL}")
-    fresh(fake, latency, limit, numbered, pace)
+    provider.fresh(latency, limit, numbered, False)
+    if pace != "next iteration":
+        pacing.forget()  # remembers the cap, as the end of a process does
+    if pace == "new account":
+        memory = pace_memory.path()
+        if memory is not None:
+            memory.unlink(missing_ok=True)
     start = time.perf_counter()
     error = ""
     try:
@@ -107,12 +149,13 @@ def ours(
     except tg.TgMagicError as exc:
         error = str(exc)
     wall = time.perf_counter() - start
-    used = fake.rate_limits.used if fake.rate_limits else {"input-tokens": input_tokens(fake)}
+    found = provider.stats()
     label = "no limit"
     if limit:
         (name, allowance), *_ = limit.items()
         label = f"{allowance:,} {name.replace('_', ' ')} a minute"
-    return Run(label, wall, fake.calls, fake.rate_limited, fake.max_concurrency, used, error)
+    used = found["used"]
+    return Run(label, wall, found["calls"], found["refused"], found["peak"], used, error)
 
 
 def input_tokens(fake: Fake) -> int:
@@ -143,21 +186,20 @@ print(json.dumps({{"wall": time.perf_counter() - start, "error": error}}))
 """
 
 
-def theirs(fake: Fake, venv: Path, batch: int, latency: float) -> Run:
+def theirs(provider: Any, venv: Path, batch: int, latency: float) -> Run:
     """The same iteration in TextGrad (its venv's python, its own Claude engine and cache)."""
-    fresh(fake, latency, {}, numbered=False, pace=True)
+    provider.fresh(latency, {}, False, True)
     script = TEXTGRAD.format(paths=[str(HERE.parent), str(HERE)], model=MODEL, batch=batch)
     with tempfile.TemporaryDirectory() as cache:
-        env = {**os.environ, "XDG_CACHE_HOME": cache, "ANTHROPIC_BASE_URL": fake.base_url}
-        fake.sampling_ok = True
+        env = {**os.environ, "XDG_CACHE_HOME": cache, "ANTHROPIC_BASE_URL": provider.base_url()}
         done = subprocess.run(
             [str(venv / "bin" / "python"), "-c", script], env=env, capture_output=True, text=True
         )
-        fake.sampling_ok = False
     lines = done.stdout.strip().splitlines()
     result = json.loads(lines[-1]) if lines else {"wall": 0.0, "error": done.stderr[-200:]}
-    peak = fake.max_concurrency
-    return Run("TextGrad", result["wall"], fake.calls, fake.rate_limited, peak, {}, result["error"])
+    found = provider.stats()
+    calls, refused, peak = found["calls"], found["refused"], found["peak"]
+    return Run("TextGrad", result["wall"], calls, refused, peak, {}, result["error"])
 
 
 def show(batch: int, run: Run, bound: float, what: str, target: float | None) -> None:
@@ -186,46 +228,56 @@ def main() -> None:
     parser.add_argument("--batches", default="1,8,64,256")
     parser.add_argument("--latency", type=float, default=0.2, help="seconds per model call")
     parser.add_argument("--floor", type=float, default=15.0, help="seconds a limit should cost")
+    parser.add_argument("--no-limits", action="store_true", help="only the runs without a limit")
     parser.add_argument("--textgrad-venv", type=Path, help="a venv with textgrad installed")
     parser.add_argument("--textgrad-batches", default="1,8,64")
     args = parser.parse_args()
-    os.environ["TG_MAGIC_CACHE"] = "off"
 
-    with Fake() as fake:
-        os.environ["ANTHROPIC_BASE_URL"] = fake.base_url
+    with Manager() as manager, tempfile.TemporaryDirectory() as folder:
+        provider = manager.Provider()  # type: ignore[attr-defined]
+        os.environ["ANTHROPIC_BASE_URL"] = provider.base_url()
         os.environ["ANTHROPIC_API_KEY"] = "benchmark-key-for-the-loopback-server"
         import tg_magic as tg
 
+        runs = itertools.count()
+
+        def run(*a: Any, **k: Any) -> Run:
+            # A reply cache of its own for each run: no reply ever comes from a cache, while
+            # the pace's memory (beside it, in `folder`) stays.
+            tg.set_cache(Path(folder) / f"replies-{next(runs)}.sqlite")
+            return ours(provider, *a, **k)
+
+        tg.set_cache(Path(folder) / "warm-up.sqlite")
         tg.get_engine(f"anthropic:{MODEL}").generate("warm up: import the SDK")
         print(f"W8 iterations, {args.latency:g} s a call, default settings", end=" ")
         print(
             f"(concurrency {tg.settings.concurrency}, max_concurrency "
-            f"{tg.settings.max_concurrency})"
+            f"{tg.settings.max_concurrency}); the fake in a process of its own"
         )
         for batch in map(int, args.batches.split(",")):
-            ours(fake, batch, args.latency, {}, numbered=True)
-            depth = max(levels(sorted(fake.log)).values())
+            run(batch, args.latency, {}, numbered=True)
+            depth = provider.stats()["depth"]
             path, what = depth * args.latency, f"critical path ({depth} levels)"
-            free = ours(fake, batch, args.latency, {})  # warm, and what a run needs
-            first = ours(fake, batch, args.latency, {})
-            first.label = "no limit, a fresh pace"
-            show(batch, first, path, what, NO_LIMIT)
-            then = ours(fake, batch, args.latency, {}, pace=False)
-            then.label = "no limit, the pace the last one left"
-            show(batch, then, path, what, NO_LIMIT)
+            free = run(batch, args.latency, {})  # warm, and what a run needs
+            for pace in ("new account", "new process", "next iteration"):
+                one = run(batch, args.latency, {}, pace=pace)
+                one.label = f"no limit, {pace}"
+                show(batch, one, path, what, NO_LIMIT)
+            if args.no_limits:
+                continue
             needs = {"requests": free.calls, "input_tokens": free.used["input-tokens"]}
             for name, need in needs.items():
                 # L a minute such that (need - L) / (L a minute) is about --floor seconds
                 limit = {name: max(1, int(need * 60 / (60 + args.floor)))}
-                run = ours(fake, batch, args.latency, limit)
-                show(batch, run, *floor(run, limit, args.latency, path), UNDER_LIMIT)
+                limited = run(batch, args.latency, limit)
+                show(batch, limited, *floor(limited, limit, args.latency, path), UNDER_LIMIT)
         if args.textgrad_venv:
             print("TextGrad, the same iterations without a limit:")
             for batch in map(int, args.textgrad_batches.split(",")):
-                ours(fake, batch, args.latency, {}, numbered=True)
-                depth = max(levels(sorted(fake.log)).values())
-                run = theirs(fake, args.textgrad_venv, batch, args.latency)
-                show(batch, run, depth * args.latency, f"critical path ({depth} levels)", None)
+                run(batch, args.latency, {}, numbered=True)
+                depth = provider.stats()["depth"]
+                done = theirs(provider, args.textgrad_venv, batch, args.latency)
+                show(batch, done, depth * args.latency, f"critical path ({depth} levels)", None)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import asyncio
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .. import runtime
@@ -50,8 +50,12 @@ class Request:
         return [p for p in self.parts if isinstance(p, Image)]
 
     def key(self, engine_spec: str) -> str:
-        fields: dict[str, Any] = asdict(self)
-        del fields["parts"], fields["shared_prefix"]
+        fields: dict[str, Any] = {  # asdict's deep copy cost more than the hash (large batches)
+            "prompt": self.prompt,
+            "system": self.system,
+            "max_tokens": self.max_tokens,
+            "structured": self.structured,
+        }
         if self.parts:  # images enter the key by digest; text-only keys stay as they were
             fields["parts"] = [p if isinstance(p, str) else p.digest() for p in self.parts]
         payload = json.dumps([engine_spec, fields], sort_keys=True, ensure_ascii=False)

@@ -17,6 +17,7 @@ so every refusal and its headers reach the pace.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import math
 import threading
 import time
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import EngineError
+from . import pace_memory
 from .limits import ModelLimits, announced, describe, retry_after
 
 # The endpoints whose replies state the limits of model calls (not count_tokens, not batches).
@@ -109,6 +111,7 @@ class Pace:
         self._timer_at = math.inf
         self.note = ""  # why requests wait now for the provider ("" when they do not)
         self._told = ""
+        self._recalled = pace_memory.recall(name)  # the cap its last process reached
 
     async def admit(
         self,
@@ -187,11 +190,18 @@ class Pace:
         start = max(1, int(settings.concurrency))
         self.ceiling = max(1, int(settings.max_concurrency or start))
         if start != self._start:  # a new setting: start again from it
+            first = self._start == 0
             self._start, self.cap, self.threshold = start, float(start), math.inf
+            if first:  # or from where the account's last process left it
+                self.cap = float(max(start, self._recalled))
         self.cap = min(self.cap, float(self.ceiling))
 
     def _slots(self) -> int:
         return max(1, int(self.cap))
+
+    def reached(self) -> int:
+        """The cap to remember: the highest this account took, unless it refused (429)."""
+        return self._slots() if self.refused else max(self._slots(), self._recalled)
 
     def _dispatch(self, now: float) -> None:
         """Admit every queued request the cap and the limits let go now, in order per model;
@@ -322,11 +332,18 @@ def pace_for(name: str) -> Pace:
 
 
 def forget() -> None:
-    """Forget every pace that has nothing in flight or waiting (config.reset)."""
+    """Forget every pace that has nothing in flight or waiting (config.reset); the caps they
+    reached are remembered for the next pace of their account (pace_memory.py)."""
     with _paces_lock:
-        for name, pace in list(_paces.items()):
-            if not pace.in_flight and not any(pace._queues.values()):
-                del _paces[name]
+        idle = {n: p for n, p in _paces.items() if not p.in_flight and not any(p._queues.values())}
+        for name in idle:
+            del _paces[name]
+    pace_memory.remember({n: p.reached() for n, p in idle.items() if p._start})
+
+
+@atexit.register
+def _remember_at_exit() -> None:
+    pace_memory.remember({p.name: p.reached() for p in paces() if p._start})
 
 
 def paces() -> list[Pace]:
