@@ -6,13 +6,12 @@ idle timeout and asked again (engines/streaming.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from typing import Any
 
 from ..errors import MissingAPIKey, UnusableReply
-from . import pacing, prompt_cache
+from . import http, pacing, prompt_cache
 from .base import Engine, Reply, Request, counted
 from .streaming import Progress, streamed
 
@@ -40,21 +39,18 @@ class AnthropicEngine(Engine):
         self.model = model
         self.spec = f"anthropic:{model}"
         self.max_retries = max_retries
-        self._clients: dict[int, Any] = {}  # one per event loop: SDK clients are bound to one
+        self._clients: dict[Any, Any] = {}  # one per event loop: SDK clients are bound to one
         self._can_count = True
 
     def _sdk_client(self) -> Any:
         # Made on the engine loop's thread, at the first call: the SDK import costs about 1 s.
-        loop_id = id(asyncio.get_running_loop())
-        if loop_id not in self._clients:
-            import anthropic
+        import anthropic
 
+        def build(http_client: Any) -> Any:
             # The SDK retries transient faults; a 429 goes to the pace (engines/pacing.py).
-            self._clients[loop_id] = anthropic.AsyncAnthropic(
-                max_retries=self.max_retries,
-                http_client=pacing.http_client(anthropic.DefaultAsyncHttpxClient),
-            )
-        return self._clients[loop_id]
+            return anthropic.AsyncAnthropic(max_retries=self.max_retries, http_client=http_client)
+
+        return http.sdk_client(self._clients, anthropic, build)
 
     def pace(self) -> pacing.Pace:
         """One pace per account: this provider at this base URL (ANTHROPIC_BASE_URL)."""

@@ -6,13 +6,12 @@ stalls is abandoned after the idle timeout and asked again (engines/streaming.py
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from typing import Any
 
 from ..errors import EngineError, UnusableReply
-from . import pacing
+from . import http, pacing
 from .base import Engine, Reply, Request, counted
 from .streaming import Progress, streamed
 
@@ -27,28 +26,28 @@ class OpenAIEngine(Engine):
         self.model = model
         self.base_url = base_url
         self.spec = f"openai:{model}" + (f"@{base_url}" if base_url else "")
-        self._clients: dict[int, Any] = {}  # one per event loop: SDK clients are bound to one
+        self._clients: dict[Any, Any] = {}  # one per event loop: SDK clients are bound to one
         self._stream_usage = True  # False once the server refused stream_options
 
     def _sdk_client(self) -> Any:
-        loop_id = id(asyncio.get_running_loop())
-        if loop_id not in self._clients:
-            try:
-                import openai
-            except ImportError:
-                raise EngineError(
-                    f"{self.spec} needs the openai package: pip install 'tg-magic[openai]'"
-                ) from None
-            # Local servers accept any key; the SDK insists on having one.
-            key = os.environ.get("OPENAI_API_KEY") or "not-needed"
-            # The SDK retries transient faults; a 429 goes to the pace (engines/pacing.py).
-            self._clients[loop_id] = openai.AsyncOpenAI(
-                api_key=key,
+        try:
+            import openai
+        except ImportError:
+            raise EngineError(
+                f"{self.spec} needs the openai package: pip install 'tg-magic[openai]'"
+            ) from None
+
+        def build(http_client: Any) -> Any:
+            # Local servers accept any key; the SDK insists on having one. The SDK retries
+            # transient faults; a 429 goes to the pace (engines/pacing.py).
+            return openai.AsyncOpenAI(
+                api_key=os.environ.get("OPENAI_API_KEY") or "not-needed",
                 base_url=self.base_url,
                 max_retries=self.max_retries,
-                http_client=pacing.http_client(openai.DefaultAsyncHttpxClient),
+                http_client=http_client,
             )
-        return self._clients[loop_id]
+
+        return http.sdk_client(self._clients, openai, build)
 
     def pace(self) -> pacing.Pace:
         """One pace per account: this server (its base URL)."""

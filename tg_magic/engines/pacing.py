@@ -35,7 +35,6 @@ from .limits import ModelLimits, announced, describe, retry_after
 # The endpoints whose replies state the limits of model calls (not count_tokens, not batches).
 ENDPOINTS = ("/messages", "/chat/completions", "/completions")
 OVERLOADED = (503, 529)
-KEEP_OPEN = 1000  # connections an SDK's client keeps (its own limit of connections)
 NO_RETRY_AFTER = 1.0  # seconds a 429 without retry-after waits (doubled for each one in a row)
 
 
@@ -71,21 +70,9 @@ def sending(ticket: Ticket) -> Iterator[None]:
         _current.reset(token)
 
 
-def http_client(sdk_default: Callable[..., Any]) -> Any:
-    """An SDK's HTTP client with its defaults (`DefaultAsyncHttpxClient`), but keeping open as
-    many connections as calls may be in flight (the SDK keeps 100: past that, each round of a
-    large batch would connect anew), and handing every reply to the pace (`on_response`)."""
-    try:
-        import httpx2 as httpx  # the SDKs' HTTP library (httpx before it)
-    except ImportError:  # pragma: no cover - an SDK on httpx
-        import httpx  # type: ignore[no-redef]
-    limits = httpx.Limits(max_connections=KEEP_OPEN, max_keepalive_connections=KEEP_OPEN)
-    return sdk_default(limits=limits, event_hooks={"response": [on_response]})
-
-
 async def on_response(response: Any) -> None:
-    """The SDK's HTTP client response hook: a 429 is the pace's to wait out (not the SDK's to
-    retry), and every model call's reply tells the pace its limits."""
+    """The response hook of the SDKs' HTTP clients (engines/http.py): a 429 is the pace's to
+    wait out (not the SDK's to retry), and every model call's reply tells the pace its limits."""
     if response.status_code == 429:
         response.headers["x-should-retry"] = "false"
     ticket = _current.get()
