@@ -32,6 +32,9 @@ class Node:
 class Function:
     """Base class. Subclasses build nodes in `__call__` and implement forward and backward."""
 
+    # Whether backward reads the output's value (so waits for its forward); a sum does not.
+    reads_output = True
+
     def _apply(self, inputs: list[Variable], role: str, **info: Any) -> Variable:
         return Variable._output(Node(self, inputs, **info), role)
 
@@ -304,6 +307,8 @@ class PlainPython(Function):
 
 class Sum(Function):
     """Aggregate a batch of losses: the value lists them; gradients pass through unchanged."""
+
+    reads_output = False  # each loss's gradients go back as soon as that loss exists
 
     def __call__(self, variables: list[Variable]) -> Variable:
         items = list(variables)

@@ -1,6 +1,7 @@
 """Graph execution: forward runs every pending call as soon as its inputs exist; backward runs a
-node as soon as all its successors have delivered their gradients. Both are schedules over an
-iteratively sorted graph (no recursion, so a 1,000-node chain is fine), concurrent level by level.
+node as soon as all its successors have delivered their gradients and its own value exists, with
+the forward pass still running for the others. Both are schedules over an iteratively sorted
+graph (no recursion, so a 1,000-node chain is fine), concurrent where the graph allows.
 """
 
 from __future__ import annotations
@@ -57,13 +58,13 @@ class _Skipped(Exception):
     """A job that did not start because another one failed."""
 
 
-async def forward(roots: Iterable[Variable]) -> None:
-    """Compute every pending variable that `roots` depend on, concurrently where possible."""
+def _computing(
+    roots: Iterable[Variable], failed: asyncio.Event
+) -> tuple[dict[int, asyncio.Event], list[Awaitable[None]]]:
+    """The jobs that compute every pending variable `roots` depend on, each as soon as its
+    inputs exist, and an event per pending variable, set once its value exists (or `failed`)."""
     pending = [v for v in graph(roots) if v.is_pending]
-    if not pending:
-        return
     done: dict[int, asyncio.Event] = {id(v): asyncio.Event() for v in pending}
-    failed = asyncio.Event()
 
     async def compute(var: Variable) -> None:
         try:
@@ -81,7 +82,14 @@ async def forward(roots: Iterable[Variable]) -> None:
             raise
         done[id(var)].set()
 
-    await _run_all([compute(v) for v in pending])
+    return done, [compute(v) for v in pending]
+
+
+async def forward(roots: Iterable[Variable]) -> None:
+    """Compute every pending variable that `roots` depend on, concurrently where possible."""
+    _, jobs = _computing(roots, asyncio.Event())
+    if jobs:
+        await _run_all(jobs)
 
 
 async def backward(
@@ -91,7 +99,6 @@ async def backward(
     for feedback that points at the problem without writing the fix."""
     from ..config import get_backward_engine
 
-    await forward([loss])
     nodes = graph([loss])
     # An output needs gradients when an input does, whatever was true when it was made: an
     # optimizer may have taken an output (a model's answer) as its parameter since (TextGrad's
@@ -115,6 +122,10 @@ async def backward(
             waiting[id(p)] = waiting.get(id(p), 0) + 1
     ready: dict[int, asyncio.Event] = {id(v): asyncio.Event() for v in senders}
     failed = asyncio.Event()
+    # The forward pass runs alongside: a node's backward waits for its own value only (a sum's
+    # not even that), so an example's gradients start when its own forward ends, not when the
+    # slowest example's does.
+    computed, computing = _computing([loss], failed)
 
     def release(var: Variable) -> None:
         waiting[id(var)] = waiting.get(id(var), 0) - 1
@@ -128,9 +139,11 @@ async def backward(
     async def run(var: Variable) -> None:
         try:
             await ready[id(var)].wait()
+            assert var.grad_fn is not None
+            if id(var) in computed and var.grad_fn.function.reads_output:
+                await computed[id(var)].wait()
             if failed.is_set():
                 raise _Skipped
-            assert var.grad_fn is not None
             sending_rank.set(rank[id(var)])
             await var.grad_fn.backward(var, eng, hint=hint)
         except BaseException:
@@ -141,4 +154,4 @@ async def backward(
         for p in {id(p): p for p in var.predecessors if p.requires_grad}.values():
             release(p)
 
-    await _run_all([run(v) for v in senders])
+    await _run_all([*computing, *(run(v) for v in senders)])
