@@ -412,3 +412,39 @@ def test_the_default_memory_limit_is_1024_mb() -> None:
     report = run_tests("def add(a, b):\n    x = bytearray(2 * 1024**3)\n", ADD_TESTS)
     assert report.score == 0.0
     assert "1024 MB" in report.problem, report.problem
+
+
+def test_a_test_that_needs_arguments_fails_in_one_line_naming_them() -> None:
+    """What a call without arguments would miss: parameters without a default, also those
+    behind a decorator (functools.wraps) and keyword-only ones; `self` of a test class's method
+    is given."""
+    tests = (
+        "import functools\n"
+        "def test_needs(a, b=1, *args, c, d=2, **kwargs):\n"
+        "    pass\n"
+        "def test_defaults(a=1, *, b=2):\n"
+        "    assert add(a, b) == 3\n"
+        "def wrapped(function):\n"
+        "    @functools.wraps(function)\n"
+        "    def call(*args, **kwargs):\n"
+        "        return function(*args, **kwargs)\n"
+        "    return call\n"
+        "@wrapped\n"
+        "def test_wrapped(x):\n"
+        "    pass\n"
+        "class TestAdd:\n"
+        "    def test_method(self):\n"
+        "        assert add(1, 1) == 2\n"
+        "    def test_method_needs(self, y):\n"
+        "        pass\n"
+    )
+    report = run_tests("def add(a, b):\n    return a + b\n", tests)
+    messages = {o.name: (o.passed, o.message) for o in report.outcomes}
+    fixtures = "; fixtures are not provided: write the test without parameters"
+    assert messages == {
+        "test_needs": (False, "TypeError: test_needs takes parameters (a, c)" + fixtures),
+        "test_defaults": (True, ""),
+        "test_wrapped": (False, "TypeError: test_wrapped takes parameters (x)" + fixtures),
+        "TestAdd.test_method": (True, ""),
+        "TestAdd.test_method_needs": (False, "TypeError: TestAdd takes parameters (y)" + fixtures),
+    }, messages

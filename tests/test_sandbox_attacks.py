@@ -327,7 +327,7 @@ def test_killing_the_parent_leaves_no_sandbox_behind() -> None:
         "run_tests('def add(a, b):\\n    return a + b\\n', 'assert add(1, 2) == 3')\n"
         "pool._wanted.put(None)\n"  # the filler starts the next warm pair, then ends
         "pool._thread.join()\n"
-        "pair = next(iter(pool._warm.values()))\n"
+        "[pair] = next(iter(pool._warm.values()))\n"
         "print(pair.runner.popen.pid, pair.candidate.popen.pid, flush=True)\n"
         "os.kill(os.getpid(), 9)\n"
     )

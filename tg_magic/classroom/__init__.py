@@ -23,8 +23,9 @@ nbformat); the library itself knows nothing of notebooks.
 from __future__ import annotations
 
 from ..objectives import rubric_score
-from .grading import FEEDBACK_TAG, feedback_markdown, process, run
+from .grading import FEEDBACK_TAG, feedback_markdown, process
 from .hinting import ALL_PASS
+from .lanes import run
 from .results import Result
 from .scoring import Assignment
 from .submissions import discover, find_answer, find_submissions, student_names

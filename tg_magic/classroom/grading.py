@@ -1,15 +1,13 @@
 """Scoring one submission (tests in the sandbox, or a judge with a rubric), the hint, the feedback
-cell written into a copy of the notebook, and the whole class at a few notebooks at once."""
+cell written into a copy of the notebook. In two steps, `grade` then `finish` (the hint and the
+files), so that a class's lanes (lanes.py) test other notebooks while a hint waits on the model.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import threading
-from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +48,10 @@ def _check_parses(body: str) -> None:
         raise BrokenSubmission(f"the answer does not parse: {exc}") from None
 
 
-def _score_tests(body: str, run: str, assignment: Assignment, result: Result) -> None:
+Hint = Callable[[], str]  # the hint still to ask (a model call)
+
+
+def _score_tests(body: str, run: str, assignment: Assignment, result: Result) -> Hint | None:
     """`body`: the answer the hint is about; `run`: the code the tests run against."""
     code = Variable(body, role_description="Python code written by a student", requires_grad=True)
     scored = score_tests(run, assignment)
@@ -63,20 +64,23 @@ def _score_tests(body: str, run: str, assignment: Assignment, result: Result) ->
     result.problem = scored.problem
     if scored.status == "timeout":
         result.status = f"timed out after {assignment.timeout:g} s"
-        return
+        return None
     if scored.status != "ok":
         result.status = f"error: {scored.problem or scored.status}"
-        return
-    result.hint = make_hint(code, scored, assignment)
+        return None
+    if scored.complete:  # all tests pass: the hint asks no model
+        result.hint = make_hint(code, scored, assignment)
+        return None
+    return lambda: make_hint(code, scored, assignment)
 
 
-def _score_rubric(body: str, assignment: Assignment, result: Result) -> None:
+def _score_rubric(body: str, assignment: Assignment, result: Result) -> Hint:
     answer = Variable(body, role_description="answer written by a student", requires_grad=True)
     scored = score_rubric(answer, assignment)
     result.score = scored.score
     result.points = None if scored.score is None else round(10 * scored.score, 2)
     result.possible = 10.0
-    result.hint = make_hint(answer, scored, assignment)
+    return lambda: make_hint(answer, scored, assignment)
 
 
 def feedback_markdown(result: Result, assignment: Assignment) -> str:
@@ -129,6 +133,32 @@ def _without_old_feedback(nb: Any) -> Any:
     return nb
 
 
+@dataclass
+class Graded:
+    """A notebook scored, its hint not asked yet: what `finish` needs."""
+
+    sub: Submission
+    result: Result
+    nb: Any = None  # the notebook read (None: it could not be read)
+    index: int = -1  # the answer cell's index (-1: none found)
+    hint: Hint | None = None  # None: no model call is left to make
+
+
+def result_path(out_dir: Path, student: str) -> Path:
+    """The file that marks a student's notebook done (and holds its Result)."""
+    return out_dir / "results" / f"{student}.json"
+
+
+def _failed(result: Result, exc: Exception) -> None:
+    """A failure that may go away (the model call failed, the budget ran out...): redo later.
+    One notebook's failure never stops the others."""
+    if isinstance(exc, TgMagicError):
+        result.status = f"error: {redact(str(exc))}"
+    else:
+        result.status = f"error: {type(exc).__name__}: {redact(str(exc))[:200]}"
+    result.retry = True
+
+
 def process(
     path: Submission | Path,
     student: str,
@@ -140,9 +170,23 @@ def process(
     """Score one notebook and write its feedback copy and result file (or reuse the result of
     an earlier run for the same submission and assignment). Only a regular file in the
     submissions folder is read; anything else gets its reason and is not scored or copied."""
+    step = grade(path, student, assignment, out_dir, force=force)
+    return step if isinstance(step, Result) else finish(step, assignment, out_dir)
+
+
+def grade(
+    path: Submission | Path,
+    student: str,
+    assignment: Assignment,
+    out_dir: Path,
+    *,
+    force: bool = False,
+) -> Result | Graded:
+    """The first step of `process`: read and score (the tests run in the sandbox; a rubric's
+    judge is asked). A Result when nothing is left to do: done before, or not readable."""
     sub = path if isinstance(path, Submission) else Submission.file(path)
     path = sub.path
-    result_file = out_dir / "results" / f"{student}.json"
+    result_file = result_path(out_dir, student)
     try:
         data = read_submission(sub)
     except NotInFolder as exc:
@@ -163,110 +207,76 @@ def process(
         ):
             earlier.skipped = True
             return earlier
-    result = Result(student, str(path), fingerprint=fingerprint)
-    nb = None
-    index = -1
+    step = Graded(sub, Result(student, str(path), fingerprint=fingerprint))
     try:
-        nb = _without_old_feedback(read_notebook(data))
+        step.nb = _without_old_feedback(read_notebook(data))
         if assignment.nbgrader is not None:  # a page for every notebook read, even unscored
-            index = 0
-            body, run = nbgrader_feedback.answer(nb, assignment.nbgrader)
+            step.index = 0
+            body, run = nbgrader_feedback.answer(step.nb, assignment.nbgrader)
         else:
-            index, body = find_answer(nb, assignment.target)
+            step.index, body = find_answer(step.nb, assignment.target)
             run = code_only(body)
         if not body.strip():
             raise BrokenSubmission("the answer cell is empty")
         if assignment.mode == "tests":
             _check_parses(code_only(body))  # line numbers of the answer itself first
             _check_parses(run)
-            _score_tests(body, run, assignment, result)
+            step.hint = _score_tests(body, run, assignment, step.result)
         else:
-            _score_rubric(body, assignment, result)
+            step.hint = _score_rubric(body, assignment, step.result)
     except BrokenSubmission as exc:
-        result.status = f"error: {exc}"
-        if assignment.mode == "tests" and nb is not None and index >= 0:
-            result.score = 0.0  # an answer that does not parse (or is empty) passes nothing
-    except TgMagicError as exc:  # the model call failed, the budget ran out...: try again later
-        result.status, result.retry = f"error: {redact(str(exc))}", True
-    except Exception as exc:  # one notebook never stops the others
-        result.status = f"error: {type(exc).__name__}: {redact(str(exc))[:200]}"
-        result.retry = True
+        step.result.status = f"error: {exc}"
+        if assignment.mode == "tests" and step.nb is not None and step.index >= 0:
+            step.result.score = 0.0  # an answer that does not parse (or is empty) passes nothing
+    except Exception as exc:
+        _failed(step.result, exc)
+    return step
+
+
+def finish(step: Graded, assignment: Assignment, out_dir: Path) -> Result:
+    """The second step of `process`: the hint, the feedback copy and the result file."""
+    result, nb, index = step.result, step.nb, step.index
+    if step.hint is not None and not result.retry:
+        try:
+            result.hint = step.hint()
+        except Exception as exc:
+            _failed(result, exc)
     if nb is not None and index >= 0 and not result.retry:
-        target = out_dir / f"{student}.ipynb"
+        target = out_dir / f"{result.student}.ipynb"
         try:
             if assignment.nbgrader is not None:  # where nbgrader's students read feedback
-                folder = Path(assignment.feedback) / student / assignment.title
-                target = nbgrader_feedback.write(nb, assignment.nbgrader, result, sub, folder)
+                folder = Path(assignment.feedback) / result.student / assignment.title
+                target = nbgrader_feedback.write(nb, assignment.nbgrader, result, step.sub, folder)
             else:
                 _write_feedback_notebook(nb, index, result, assignment, target)
             result.feedback_notebook = str(target)
         except Exception as exc:  # an odd notebook costs its feedback copy, not the run
             result.problem = f"no feedback notebook: {type(exc).__name__}: {str(exc)[:150]}"
     payload = {k: v for k, v in asdict(result).items() if k != "skipped"}
-    write_atomic(result_file, json.dumps(payload, indent=1, ensure_ascii=False))
+    write_atomic(
+        result_path(out_dir, result.student),
+        json.dumps(payload, indent=1, ensure_ascii=False),
+    )
     return result
 
 
-def _guarded(
+def guarded_grade(
     path: Submission | Path, student: str, assignment: Assignment, out_dir: Path, force: bool
-) -> Result:
+) -> Result | Graded:
+    """`grade`, and a Result naming the error should anything escape it."""
     try:
-        return process(path, student, assignment, out_dir, force=force)
+        return grade(path, student, assignment, out_dir, force=force)
     except Exception as exc:  # one notebook never stops the others
         shown = path.path if isinstance(path, Submission) else path
         return Result(student, str(shown), f"error: {type(exc).__name__}: {str(exc)[:200]}")
 
 
-_EMPTY_NOTEBOOK = '{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
-
-
-def warm_up(assignment: Assignment) -> None:
-    """The heavy imports, once, before the lanes start: nbformat and its schema validator,
-    IPython's input transformer, and the model SDK. Left to the lanes, every lane waits on the
-    same import lock at once, and an SDK import on the engine's event loop thread holds up
-    every model call in flight while the lanes slow the import (benchmarks/feedback.py)."""
-    import nbformat
-    from IPython.core.inputtransformer2 import TransformerManager
-
-    nbformat.reads(_EMPTY_NOTEBOOK, as_version=4)  # builds the validator
-    TransformerManager()
-    spec = assignment.engine.spec if assignment.engine is not None else ""
-    if spec.startswith("anthropic"):
-        with contextlib.suppress(ImportError):  # the engine says so, with its fix, at its call
-            import anthropic  # noqa: F401
-
-
-def default_jobs() -> int:
-    """Two lanes per core: with the heavy imports done before the lanes, more lanes only
-    contend (benchmarks/feedback.py, 100 notebooks on 2 cores: 4 lanes 7.7 s, 8 lanes 8.0 s,
-    16 lanes 8.4-8.8 s)."""
-    return 2 * (os.cpu_count() or 1)
-
-
-def run(
-    students: Mapping[Submission, str] | Mapping[Path, str],
-    assignment: Assignment,
-    out_dir: Path,
-    *,
-    jobs: int | None = None,
-    force: bool = False,
-    on_done: Callable[[Result, int, int], None] | None = None,
-) -> list[Result]:
-    """Every notebook (submission or path -> student), `jobs` at a time (default_jobs());
-    results in the order given."""
-    names: dict[Submission | Path, str] = dict(students.items())
-    files = list(names)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    warm_up(assignment)
-    jobs = jobs or default_jobs()
-    results: dict[Submission | Path, Result] = {}
-    lock = threading.Lock()
-    with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="tg-feedback") as pool:
-        futures = {pool.submit(_guarded, f, names[f], assignment, out_dir, force): f for f in files}
-        for future in as_completed(futures):
-            result = future.result()
-            with lock:
-                results[futures[future]] = result
-                if on_done:
-                    on_done(result, len(results), len(files))
-    return [results[f] for f in files]
+def guarded_finish(step: Graded, assignment: Assignment, out_dir: Path) -> Result:
+    """`finish`, and a Result naming the error should anything escape it."""
+    try:
+        return finish(step, assignment, out_dir)
+    except Exception as exc:  # one notebook never stops the others
+        result = step.result
+        return Result(
+            result.student, result.notebook, f"error: {type(exc).__name__}: {str(exc)[:200]}"
+        )

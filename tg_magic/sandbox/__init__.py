@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from .containment import Limits, SandboxUnavailable, available
 from .report import TestOutcome, TestReport
-from .run import containment, run_tests
+from .run import ahead, containment, run_tests
 
 __all__ = [
     "Limits",
     "SandboxUnavailable",
     "TestOutcome",
     "TestReport",
+    "ahead",
     "available",
     "containment",
     "run_tests",

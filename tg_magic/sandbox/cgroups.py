@@ -3,15 +3,18 @@
 cgroup v2 (memory.max, pids.max) when a writable unified hierarchy offers both controllers;
 cgroup v1 (the memory and pids hierarchies) otherwise; None when neither is writable, and the
 caller falls back to per-process rlimits. A process joins its group before it runs anything
-(`join_command`), so every descendant is counted.
+(`join_command`), so every descendant is counted. Under cgroup v1, every sandbox of a process
+also joins one cpu group of that process's (`_shared_cpu`).
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import itertools
 import os
+import threading
 from dataclasses import dataclass
 
 ROOT = "/sys/fs/cgroup"
@@ -25,9 +28,10 @@ class Group:
     memory_dir: str
     pids_dir: str
     version: int
+    cpu_dir: str = ""  # shared by every sandbox of this process; not removed with the group
 
     def procs_files(self) -> list[str]:
-        folders = dict.fromkeys([self.memory_dir, self.pids_dir])
+        folders = dict.fromkeys(f for f in (self.memory_dir, self.pids_dir, self.cpu_dir) if f)
         return [os.path.join(folder, "cgroup.procs") for folder in folders]
 
     def out_of_memory(self) -> bool:
@@ -94,7 +98,8 @@ def create(memory: int, processes: int) -> Group | None:
         return None
     version, memory_parent, pids_parent = found
     name = f"tg-magic-{os.getpid()}-{next(_counter)}"
-    group = Group(f"{memory_parent}/{name}", f"{pids_parent}/{name}", version)
+    cpu = _shared_cpu() if version == 1 else ""
+    group = Group(f"{memory_parent}/{name}", f"{pids_parent}/{name}", version, cpu)
     try:
         for folder in dict.fromkeys([group.memory_dir, group.pids_dir]):
             os.mkdir(folder)
@@ -120,8 +125,43 @@ def mode() -> str:
     if group is None:
         return ""
     group.remove()
-    _remove_stale(os.path.dirname(group.memory_dir), os.path.dirname(group.pids_dir))
+    parents = [group.memory_dir, group.pids_dir, *([group.cpu_dir] if group.cpu_dir else [])]
+    _remove_stale(*map(os.path.dirname, parents))
     return f"cgroup v{group.version}"
+
+
+_cpu_groups: dict[int, str] = {}  # per process id (a forked child makes its own)
+_cpu_lock = threading.Lock()
+
+
+def _shared_cpu() -> str:
+    """One cgroup v1 cpu group for every sandbox of this process, or "" where none can be made.
+    Each sandbox starts its own session, and the scheduler weighs every session alike
+    (autogroups): eight sandboxes at once left this process, which drives them and asks the
+    model, a fifth of a core (a class's hints waited seconds on the SDK's import). In one group
+    they weigh as one session, and the code under test no longer starves the run driving it."""
+    pid = os.getpid()
+    with _cpu_lock:
+        if pid not in _cpu_groups:
+            own = _own_path("cpu")
+            folder = f"{ROOT}/cpu{own}".rstrip("/") + f"/tg-magic-{pid}-cpu" if own else ""
+            try:
+                os.mkdir(folder)
+            except FileExistsError:
+                pass
+            except OSError:
+                folder = ""
+            writable = folder and os.access(f"{folder}/cgroup.procs", os.W_OK)
+            _cpu_groups[pid] = folder if writable else ""
+        return _cpu_groups[pid]
+
+
+@atexit.register  # registered before the sandbox pool's own exit handler, so it runs after it
+def _remove_shared_cpu() -> None:
+    folder = _cpu_groups.get(os.getpid())
+    if folder:
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)
 
 
 def _remove_stale(*parents: str) -> None:

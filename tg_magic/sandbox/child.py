@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-import importlib.util
 import io
 import json
 import os
@@ -20,18 +19,23 @@ import sys
 import time
 import traceback
 import types
-from typing import Any
+
+TYPE_CHECKING = False  # typing and importlib.util are not imported: every sandbox would pay
+if TYPE_CHECKING:
+    from typing import Any
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def _sibling(name: str) -> Any:
     """Load wire.py / testfile.py from this folder (no package, no tg_magic import here)."""
-    spec = importlib.util.spec_from_file_location(f"_tg_{name}", os.path.join(_HERE, f"{name}.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+    path = os.path.join(_HERE, f"{name}.py")
+    module = types.ModuleType(f"_tg_{name}")
+    module.__file__ = path
+    sys.modules[module.__name__] = module
+    with open(path, "rb") as handle:
+        source = handle.read()
+    exec(compile(source, path, "exec", dont_inherit=True), module.__dict__)
     return module
 
 

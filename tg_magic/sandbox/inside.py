@@ -21,7 +21,10 @@ import contextlib
 import ctypes
 import os
 import stat
-from typing import Any
+
+TYPE_CHECKING = False  # typing is not imported here: every sandbox would pay for it
+if TYPE_CHECKING:
+    from typing import Any
 
 UID = GID = 65534
 STAGE = "/tmp/.runtime-stage"  # removed again before any other code runs

@@ -6,6 +6,7 @@ pipe; the verdict is what the runner (which never runs the candidate's code) wro
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -14,6 +15,7 @@ import struct
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 
 from .. import pysource
@@ -60,6 +62,21 @@ def containment(allow_unsandboxed: bool = False) -> str:
         "NOT CONTAINED (unsandboxed run allowed): the code can read your files, use the network "
         f"and signal your processes; {limits}, time and output are limited"
     )
+
+
+@contextlib.contextmanager
+def ahead(count: int, *, allow_unsandboxed: bool = False) -> Iterator[Callable[[int], None]]:
+    """Keep `count` sandboxes warm for the runs of this block (run_tests with the default
+    limits), started on a free core while the caller does other work: a class's lanes. Yields
+    a function that changes the count (a class near its end wants fewer)."""
+    bwrap = bwrap_path()
+    from ..config import RUN_UNSANDBOXED
+
+    if bwrap is None and (not allow_unsandboxed or RUN_UNSANDBOXED is False):
+        yield lambda count: None  # run_tests refuses these runs: nothing to start
+        return
+    with pool.ahead(Shape.of(Limits(), bwrap), count) as block:
+        yield block.want
 
 
 def _syntax_line(exc: SyntaxError | ValueError) -> str:

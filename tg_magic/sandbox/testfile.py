@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import ast
 import linecache
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+
+TYPE_CHECKING = False  # typing and dataclasses are not imported here: every runner would pay
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 FILENAME = "tests.py"
 EXPLAIN = "_tg_explain"
@@ -21,13 +23,13 @@ _OPS = {
 }  # fmt: skip
 
 
-@dataclass
 class Step:
     """One unit of the plan: a test (counted) or setup (counted only when it fails)."""
 
-    name: str
-    is_test: bool
-    run: Callable[[], Any]
+    def __init__(self, name: str, is_test: bool, run: Callable[[], Any]) -> None:
+        self.name = name
+        self.is_test = is_test
+        self.run = run
 
 
 def explain(message: Any, source: str, *values: Any) -> str:
@@ -166,7 +168,19 @@ def _call(namespace: dict[str, Any], name: str, method: str | None) -> Callable[
     return run
 
 
+_FUNCTION = type(lambda: None)
+
+
 def _required_parameters(function: Any) -> list[str]:
+    """The parameters a call without arguments would miss. A plain function is read from its
+    code (inspect takes a runner's start 2 ms more); anything else is asked of inspect."""
+    plain = type(function) is _FUNCTION
+    if plain and not hasattr(function, "__wrapped__") and not hasattr(function, "__signature__"):
+        code = function.__code__
+        positional = code.co_varnames[: code.co_argcount]
+        required = list(positional[: len(positional) - len(function.__defaults__ or ())])
+        keywords = code.co_varnames[code.co_argcount : code.co_argcount + code.co_kwonlyargcount]
+        return required + [n for n in keywords if n not in (function.__kwdefaults__ or {})]
     import inspect
 
     try:

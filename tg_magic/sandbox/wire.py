@@ -11,7 +11,10 @@ import base64
 import json
 import os
 import struct
-from typing import Any
+
+TYPE_CHECKING = False  # typing is not imported here: every sandbox would pay for it
+if TYPE_CHECKING:
+    from typing import Any
 
 MAX_MESSAGE = 8 * 1024 * 1024  # bytes; a larger value does not cross
 MAX_DEPTH = 200
