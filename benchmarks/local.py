@@ -1,11 +1,18 @@
 """How fast is the embedded model? Load time, time to first token, tokens/s on 1 and 2 threads,
-prompt evaluation, k = 1, 4, 8 requests decoded at once against one after another, peak memory,
+prompt evaluation, what one llama_decode step of 1 and 8 tokens costs (the bound on decoding
+requests together), k = 1, 4, 8 requests decoded at once against one after another, peak memory,
 one TextGrad optimization iteration (a batch of 8) on the local engine, and the keyless demo.
 
     python benchmarks/local.py [--repeat N] [--no-iteration] [--demo]
 
 Figures vary with other load on the machine: each timing is the best of --repeat runs, and the
 load (other processes' CPU, in cores) is printed beside the figures that depend on it.
+
+llama.cpp's threads here are OpenMP's (libgomp): while a thread that ran llama.cpp on 2 threads
+stays alive, another thread's steps on 2 threads wait at libgomp's barriers instead of spinning
+(one token: 15 ms instead of 6, measured), so every decoder measured here runs on a thread that
+ends before the next starts, and the shared model's decoder (time to first token, the iteration)
+comes last.
 """
 
 from __future__ import annotations
@@ -20,16 +27,19 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import tg_magic as tg
 from tg_magic.engines import METER, Request, local_threads
 from tg_magic.engines import local as local_engine
-from tg_magic.engines.local_batch import Decoder, Job
+from tg_magic.engines.local_batch import LAYOUTS, Decoder, Job
+from tg_magic.engines.local_context import Context
 
 ROOT = Path(__file__).resolve().parents[1]
 STORY = "Write a long story about a cat who travels the world, with many details."
@@ -127,17 +137,82 @@ def per_thread_count(engine: local_engine.LocalEngine, repeat: int) -> None:
             decoder.close()
 
 
-def together_vs_one_by_one(engine: local_engine.LocalEngine, repeat: int) -> None:
+Steps = dict[tuple[int, int], list[float]]  # (threads, tokens a step) -> each round's median
+
+
+def on_own_thread(work: Callable[[], Steps]) -> Steps:
+    """Run `work` on a thread that ends with it (see the module's docstring)."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(work).result()
+
+
+def _decode_steps(llama: Any, prompt: list[int], repeat: int) -> Steps:
+    """Steps of 1 and 8 tokens after `prompt` in each of 8 streams, in seconds."""
+    streams, per_stream = LAYOUTS[0]
+    context = Context(llama, streams, per_stream, threads=1)
+    times: Steps = {}
+    try:
+        for seq in range(streams):
+            context.decode([(t, i, seq) for i, t in enumerate(prompt)], True)
+        for _ in range(max(repeat, 3)):
+            for n_threads in (1, 2):
+                context.set_threads(n_threads)
+                for width in (1, 8):
+                    steps = []
+                    for step in range(10):
+                        entries = [(100 + step, len(prompt) + step, s) for s in range(width)]
+                        start = time.perf_counter()
+                        context.decode(entries, False)  # logits for every sequence, as a step
+                        steps.append(time.perf_counter() - start)
+                    times.setdefault((n_threads, width), []).append(statistics.median(steps))
+                    for seq in range(width):
+                        context.keep(seq, len(prompt))
+    finally:
+        context.close()
+    return times
+
+
+def decode_step_bound(engine: local_engine.LocalEngine, repeat: int) -> dict[int, float]:
+    """llama_decode alone (no Python of ours between steps) for one token and for 8 tokens of 8
+    sequences, on a context laid out as the decoder's, on 1 and 2 threads taken in turn so that
+    load changes hit every figure alike; each figure is the best round's median step. Returns,
+    per thread count, the most that decoding 8 sequences together can give over one:
+    8 x (one token's step) / (8 tokens' step)."""
+    llama = engine.loaded().llama
+    prompt = job(engine, STORY, 1).tokens
+    times = on_own_thread(lambda: _decode_steps(llama, prompt, repeat))
+    bound = {}
+    for n_threads in (1, 2):
+        one, eight = (min(times[n_threads, w]) for w in (1, 8))
+        bound[n_threads] = 8 * one / eight
+        print(
+            f"llama_decode alone, {n_threads} thread{'s' if n_threads > 1 else ''}: 1 token "
+            f"{one * 1000:.1f} ms, 8 tokens {eight * 1000:.1f} ms ({eight / one:.1f}x): 8 at once "
+            f"can give at most {bound[n_threads]:.2f}x the tokens/s of one",
+            flush=True,
+        )
+    return bound
+
+
+def together_vs_one_by_one(
+    engine: local_engine.LocalEngine, repeat: int, bound: dict[int, float]
+) -> None:
     """k requests in flight at once against the same k one after another, each on a decoder of
-    its own (nothing shared between the two ways), on the thread count chosen for the load."""
+    its own (nothing shared between the two ways, each warmed by a one-token reply so that making
+    its llama.cpp context, once per process in use, is not timed), on the thread count chosen for
+    the load; beside the ratio, llama_decode's own bound for 8 (decode_step_bound) and its share
+    of the decoder's time (the rest is our Python: batches, logits, sampling, bookkeeping)."""
     llama = engine.loaded().llama
     for k in (1, 4, 8):
         best_one = best_all = 0.0
         wall_one = wall_all = float("inf")
+        shares: list[float] = []
+        used: set[int] = set()
         for r in range(repeat):
             prompts = [f"Write a long story about {TOPICS[i]} ({r})." for i in range(k)]
             one = Decoder(llama)
             try:
+                timed(one, [job(engine, "Hello.", 1)])
                 results = [timed(one, [job(engine, p, 64)]) for p in prompts]
             finally:
                 one.close()
@@ -146,14 +221,21 @@ def together_vs_one_by_one(engine: local_engine.LocalEngine, repeat: int) -> Non
             wall_one = min(wall_one, sum(p + s for p, s, _ in results))
             together = Decoder(llama)
             try:
+                timed(together, [job(engine, "Hello.", 1)])
+                warm = together.stats.decode_seconds
                 prompt_s, seconds, tokens = timed(together, [job(engine, p, 64) for p in prompts])
             finally:
                 together.close()
             best_all = max(best_all, tokens / seconds)
             wall_all = min(wall_all, prompt_s + seconds)
+            shares.append((together.stats.decode_seconds - warm) / (prompt_s + seconds))
+            used.update([one.stats.threads, together.stats.threads])
+        bounds = ", ".join(f"{bound[n]:.2f} on {n}" for n in sorted(used) if n in bound)
+        ceiling = f"; llama_decode's own bound: {bounds} threads" if k == 8 and bounds else ""
         print(
             f"k={k}: at once {best_all:.0f} tokens/s, one after another {best_one:.0f} tokens/s "
-            f"(ratio {best_all / best_one:.2f}); wall {wall_all:.1f} s vs {wall_one:.1f} s",
+            f"(ratio {best_all / best_one:.2f}{ceiling}); wall {wall_all:.1f} s vs "
+            f"{wall_one:.1f} s; llama_decode {statistics.median(shares):.0%} of the decoder's time",
             flush=True,
         )
 
@@ -292,11 +374,12 @@ def main() -> None:
     decoder = engine.loaded().decoder
     name = local_engine.default_model_path().name
     print(f"load time: {seconds:.2f} s ({name}, {decoder.stats.threads} threads for the load)")
-    ttft = [time_to_first_token(engine, i) for i in range(args.repeat)]
+    per_thread_count(engine, args.repeat)
+    bound = decode_step_bound(engine, args.repeat)
+    together_vs_one_by_one(engine, args.repeat, bound)
+    ttft = [time_to_first_token(engine, i) for i in range(args.repeat)]  # the shared decoder
     median = statistics.median(ttft)
     print(f"time to first token: {min(ttft) * 1000:.0f} ms (median {median * 1000:.0f} ms)")
-    per_thread_count(engine, args.repeat)
-    together_vs_one_by_one(engine, args.repeat)
     print(f"peak RSS: {peak_rss_mb():.0f} MB", flush=True)
     if not args.no_iteration:
         iteration_on_local()

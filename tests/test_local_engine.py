@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -318,6 +319,23 @@ def test_a_prompt_in_flight_twice_is_evaluated_once(engine: LocalEngine) -> None
         assert [f.result().text for f in futures] == alone
         assert decoder.stats.prompt_tokens == size
         assert decoder.stats.shared_tokens == 3 * size
+    finally:
+        decoder.close()
+
+
+def test_the_decoder_counts_the_time_llama_cpp_takes(engine: LocalEngine) -> None:
+    """What benchmarks/local.py sets against the decoder's wall time to tell llama.cpp's share
+    from ours: some time, and never more than the calls took (prompts and steps both count)."""
+    decoder = Decoder(engine.loaded().llama)
+    try:
+        jobs = [engine._job(tg.engines.Request(f"Name a colour ({i}).", None, 8)) for i in range(3)]
+        start = time.perf_counter()
+        futures = [decoder.submit(job) for job in jobs]
+        for future in futures:
+            future.result()
+        elapsed = time.perf_counter() - start
+        assert decoder.stats.steps > 0 and decoder.stats.prompt_tokens > 0
+        assert 0 < decoder.stats.decode_seconds <= elapsed
     finally:
         decoder.close()
 

@@ -13,6 +13,14 @@ copied instead of evaluated again.
 
 The KV cache has CELLS tokens in all; they are split into 8 streams of 2048 tokens, or fewer
 longer ones when a request needs it (switched while nothing is generating).
+
+Decoding together gains what llama.cpp's own step gains, no more: SmolLM2's Q4_1 layers take one
+dot product per token at 8 tokens as at 1 (ggml_vec_dot_q4_1_q8_1 in a profile; only the Q8_0
+output layer is batched), so on this project's 2-core machine a step of 8 tokens costs ~7x one
+on 1 thread and ~5x on 2, and 8 sequences at once make ~1.1x and ~1.6x the tokens a second of
+one; our Python is 1-4 % of the decoder's time (benchmarks/local.py prints all three). Every
+llama.cpp call runs on the decoder's one thread: while another thread that ran llama.cpp on 2
+threads lives, libgomp stops spinning at its barriers and a step of one token takes 2.5x as long.
 """
 
 from __future__ import annotations
@@ -66,6 +74,7 @@ class Stats:
     """What the decoder did, for tests and benchmarks."""
 
     steps: int = 0  # llama_decode calls for generated tokens
+    decode_seconds: float = 0.0  # spent in llama_decode (prompts and steps): the rest is ours
     batched_steps: int = 0  # of them, with two sequences or more
     widest: int = 0  # the most sequences in one step
     prompt_tokens: int = 0  # prompt tokens evaluated
@@ -287,7 +296,7 @@ class Decoder:
         self.stats.shared_tokens += shared
         for start in range(shared, len(job.tokens), CHUNK):
             piece = job.tokens[start : start + CHUNK]
-            context.decode([(t, start + i, slot.seq) for i, t in enumerate(piece)], True)
+            self._decode([(t, start + i, slot.seq) for i, t in enumerate(piece)], True)
             slot.kv.extend(piece)
             self.stats.prompt_tokens += len(piece)
             logits = context.logits(len(piece) - 1).copy()
@@ -319,7 +328,7 @@ class Decoder:
         feeding = [s for s in self._slots if s.next is not None]
         context = self._context
         assert context is not None
-        context.decode([(s.next, len(s.kv), s.seq) for s in feeding], False)  # type: ignore[misc]
+        self._decode([(s.next, len(s.kv), s.seq) for s in feeding], False)  # type: ignore[misc]
         self.stats.steps += 1
         self.stats.batched_steps += len(feeding) > 1
         self.stats.widest = max(self.stats.widest, len(feeding))
@@ -327,6 +336,12 @@ class Decoder:
             assert slot.next is not None
             slot.kv.append(slot.next)
             self._choose(slot, context.logits(i))
+
+    def _decode(self, entries: list[tuple[int, int, int]], last_only: bool) -> None:
+        assert self._context is not None
+        start = time.perf_counter()
+        self._context.decode(entries, last_only)
+        self.stats.decode_seconds += time.perf_counter() - start
 
     def _finish(self, slot: _Slot, cancelled: bool = False) -> None:
         job = slot.job
