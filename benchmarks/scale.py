@@ -13,6 +13,9 @@ The fake runs in a process of its own (the provider's work is not the client's).
   learned: the first round goes at the `concurrency` setting), a new process (the cap its
   account's last process reached, kept by engines/pace_memory.py), and the next iteration of a
   training run (the pace the last one left).
+- The SDK alone: the same requests (the numbered run's, level by level) sent through the bare
+  anthropic SDK with nothing of tg-magic, each level at once after the one before: what the
+  client's own CPU costs at this latency, in the same run, beside the critical path.
 - Under a limit of L a minute, chosen so that the iteration needs about --floor seconds more
   than a minute's allowance, the bound is the limit's floor: (what the run used - L) / (L per
   minute) plus the last call's latency (or the critical path, if longer).
@@ -29,6 +32,7 @@ them to `messages.create`, so its venv needs an anthropic SDK that still takes t
 from __future__ import annotations
 
 import argparse
+import asyncio
 import itertools
 import json
 import os
@@ -98,6 +102,15 @@ class Provider:
         if limit:
             fake.set_limits(**limit, window=60.0)
 
+    def by_level(self) -> list[list[str]]:
+        """The last (numbered) run's request texts, level by level."""
+        log = sorted(self.fake.log)
+        level = levels(log)
+        texts: list[list[str]] = [[] for _ in range(max(level.values(), default=0))]
+        for _, _, text, number in log:
+            texts[level[number] - 1].append(text)
+        return texts
+
     def stats(self) -> dict[str, Any]:
         """The last run as the fake saw it."""
         fake = self.fake
@@ -156,6 +169,41 @@ def ours(
         label = f"{allowance:,} {name.replace('_', ' ')} a minute"
     used = found["used"]
     return Run(label, wall, found["calls"], found["refused"], found["peak"], used, error)
+
+
+def sdk_alone(provider: Any, latency: float, texts: list[list[str]]) -> float:
+    """Seconds the bare anthropic SDK (its aiohttp client, connections open, nothing of
+    tg-magic's) takes to send the same requests, each level at once after the one before: the
+    floor the client's own CPU sets at this latency, measured in the same run."""
+    import anthropic
+    import httpx2
+
+    provider.fresh(latency, {}, False, False)
+
+    async def levels_in_turn() -> float:
+        limits = httpx2.Limits(max_connections=1000, max_keepalive_connections=1000)
+        client = anthropic.AsyncAnthropic(http_client=anthropic.DefaultAioHttpClient(limits=limits))
+
+        async def one(text: str) -> None:
+            message = [{"role": "user", "content": text}]
+            stream = await client.messages.create(
+                model=MODEL,
+                max_tokens=2048,
+                messages=message,
+                stream=True,  # type: ignore[arg-type]
+            )
+            async for _ in stream:
+                pass
+
+        async with client:
+            widest = max(texts, key=len)
+            await asyncio.gather(*(one(t) for t in widest))  # open the connections
+            start = time.perf_counter()
+            for level in texts:
+                await asyncio.gather(*(one(t) for t in level))
+            return time.perf_counter() - start
+
+    return asyncio.run(levels_in_turn())
 
 
 def input_tokens(fake: Fake) -> int:
@@ -258,11 +306,17 @@ def main() -> None:
             run(batch, args.latency, {}, numbered=True)
             depth = provider.stats()["depth"]
             path, what = depth * args.latency, f"critical path ({depth} levels)"
+            alone = sdk_alone(provider, args.latency, provider.by_level())
             free = run(batch, args.latency, {})  # warm, and what a run needs
             for pace in ("new account", "new process", "next iteration"):
                 one = run(batch, args.latency, {}, pace=pace)
                 one.label = f"no limit, {pace}"
                 show(batch, one, path, what, NO_LIMIT)
+            print(
+                f"  B={batch:<4} {'the SDK alone, level after level':<34} {alone:7.2f} s"
+                f"{'':38}ratio {alone / path:5.2f} to the critical path; the last iteration "
+                f"{one.wall / alone:.2f}x it"
+            )
             if args.no_limits:
                 continue
             needs = {"requests": free.calls, "input_tokens": free.used["input-tokens"]}
