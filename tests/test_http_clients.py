@@ -58,3 +58,19 @@ def test_a_program_ends_without_a_complaint_about_its_connections(
     for complaint in ("client session", "connector", "transport", "Task was destroyed"):
         assert complaint not in done.stderr, done.stderr
     assert done.stdout.count("\n") >= 2 or program == "the synchronous API"
+
+
+def test_the_sdk_talks_http_through_aiohttp(fake_api: FakeMessagesAPI) -> None:
+    """The SDK's aiohttp client (not httpx's pool, which looks at every open connection for
+    each request: benchmarks/scale.py)."""
+    from tg_magic import runtime
+    from tg_magic.engines import get_engine
+
+    engine = get_engine("anthropic:claude-haiku-5-5")
+
+    async def transport() -> str:
+        client = engine._sdk_client()  # type: ignore[attr-defined]
+        return type(client._client._transport).__module__
+
+    assert engine.generate("a question")
+    assert "aiohttp" in runtime.run(transport())
