@@ -48,10 +48,8 @@ def recall(name: str) -> int:
     entry = _read(where).get(_digest(name)) if where is not None else None
     if not isinstance(entry, dict):
         return 0
-    cap, saved = entry.get("cap"), entry.get("saved")
-    if type(cap) is not int or not isinstance(saved, float | int) or time.time() - saved > KEEP:
-        return 0
-    return max(0, cap)
+    cap = entry.get("cap")
+    return max(0, cap) if type(cap) is int and _fresh(entry, time.time()) else 0
 
 
 def remember(caps: dict[str, int]) -> None:

@@ -325,12 +325,16 @@ def forget() -> None:
         idle = {n: p for n, p in _paces.items() if not p.in_flight and not any(p._queues.values())}
         for name in idle:
             del _paces[name]
-    pace_memory.remember({n: p.reached() for n, p in idle.items() if p._start})
+    _remember(list(idle.values()))
 
 
 @atexit.register
 def _remember_at_exit() -> None:
-    pace_memory.remember({p.name: p.reached() for p in paces() if p._start})
+    _remember(paces())
+
+
+def _remember(used: list[Pace]) -> None:
+    pace_memory.remember({p.name: p.reached() for p in used if p._start})
 
 
 def paces() -> list[Pace]:
