@@ -111,3 +111,19 @@ def test_nothing_is_remembered_with_the_cache_off(fake_api: FakeMessagesAPI) -> 
     grow(fake_api, 40)
     pacing.forget()
     assert pace_memory.recall(f"anthropic at {fake_api.base_url}") == 0
+
+
+def test_a_damaged_or_forged_memory_starts_no_more_than_the_ceiling(
+    fake_api: FakeMessagesAPI, tmp_path: Path
+) -> None:
+    name = f"anthropic at {fake_api.base_url}"
+    memory = tmp_path / pace_memory.FILE
+    memory.write_text("{not json")
+    assert pace_memory.recall(name) == 0
+    digest = pace_memory._digest(name)
+    memory.write_text(f'{{"{digest}": {{"cap": "many", "saved": 0}}}}')
+    assert pace_memory.recall(name) == 0
+    pace_memory.remember({name: 1_000_000})  # a forged cap far past any ceiling
+    tg.configure(concurrency=2, max_concurrency=24)
+    tg.get_engine(HAIKU).generate("one question")
+    assert pacing.paces()[0].cap == 24
